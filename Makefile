@@ -1,0 +1,54 @@
+# torchrec-automtl: the two commands a newcomer runs are `make train` and `make test`.
+# Each creates or refreshes .venv first; a second run reinstalls nothing (stamp keyed on
+# pyproject.toml, the lock file and the stack). STACK=cuda installs the CUDA torch/fbgemm-gpu pair.
+
+PYTHON_BOOT ?= python3.11
+STACK ?= cpu
+CUDA ?= cu128
+CUDA_INDEX_URL ?= https://download.pytorch.org/whl/$(CUDA)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+LOCK := requirements/cpu-lock.txt
+STAMP := $(VENV)/.installed-$(STACK)-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-16)
+PINS := $(PYTHON_BOOT) scripts/pins.py
+
+SYNTHETIC_DIR := data/synthetic_aliccp
+SYNTHETIC_ROWS ?= 300000
+
+.PHONY: install install-cuda train test data clean-venv
+
+install: $(STAMP)
+
+install-cuda:
+	$(MAKE) install STACK=cuda
+
+$(STAMP): pyproject.toml $(LOCK) scripts/pins.py
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	rm -f $(VENV)/.installed-*
+ifeq ($(STACK),cuda)
+	$(PIP) install --index-url $(CUDA_INDEX_URL) $$($(PINS) torch)
+	$(PIP) install --index-url $(CUDA_INDEX_URL) fbgemm-gpu==$$($(PINS) fbgemm-gpu-cpu | cut -d= -f3)
+else
+	$(PIP) install $$($(PINS) torch)
+	$(PIP) install -c $(LOCK) $$($(PINS) fbgemm-gpu-cpu)
+endif
+	$(PIP) install -c $(LOCK) $$($(PINS) --rest torch fbgemm-gpu-cpu torchrec)
+	$(PIP) install --no-deps $$($(PINS) torchrec)
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $@
+
+$(SYNTHETIC_DIR)/schema.json: $(STAMP)
+	$(PY) -m datasets.synthetic aliccp_like --rows $(SYNTHETIC_ROWS) --seed 0 --out $(SYNTHETIC_DIR) --overwrite
+
+data: $(SYNTHETIC_DIR)/schema.json
+
+# Trains MMoE on the embedded synthetic data; results in runs/make-train (replaced on each `make train`).
+train: data
+	$(PY) -m pipelines.train dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-train overwrite=true
+
+test: install
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,72 @@
+"""MMoE (Ma et al., KDD 2018): shared experts mixed per task by softmax gates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from datasets.schema import Schema
+from modules.mlp import MLP, TaskTowers
+from modules.registry import ModelConfig, register_model
+
+
+class MMoE(nn.Module):
+    """Multi-gate mixture of experts over the flattened input features.
+
+    Args:
+        input_dim: width of the flattened input (pooled embeddings + dense features).
+        num_tasks: number of task towers / gates.
+        num_experts: shared experts (8 in paper 001's implementation details).
+        expert_hidden: expert MLP widths ([256, 128] in paper 001).
+        tower_hidden: task tower widths ([128, 64] in paper 001).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_tasks: int,
+        num_experts: int = 8,
+        expert_hidden: tuple[int, ...] = (256, 128),
+        tower_hidden: tuple[int, ...] = (128, 64),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(MLP(input_dim, expert_hidden, dropout) for _ in range(num_experts))
+        self.gates = nn.Linear(input_dim, num_tasks * num_experts)
+        self.num_tasks, self.num_experts = num_tasks, num_experts
+        self.towers = TaskTowers(expert_hidden[-1], num_tasks, tower_hidden, dropout)
+
+    def gate_weights(self, features: torch.Tensor) -> torch.Tensor:
+        """Softmax gate weights ``[B, num_tasks, num_experts]`` for flattened ``features`` ``[B, input_dim]``."""
+        return self.gates(features).view(-1, self.num_tasks, self.num_experts).softmax(dim=-1)
+
+    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """``embeddings [B, S, E]``, ``dense [B, D]`` -> logits ``[B, num_tasks]``."""
+        features = torch.cat([embeddings.flatten(1), dense], dim=1)
+        experts = torch.stack([expert(features) for expert in self.experts], dim=1)  # [B, E, H]
+        mixed = torch.bmm(self.gate_weights(features), experts)  # [B, T, H]
+        return self.towers(mixed)
+
+
+@dataclass
+class MMoEConfig(ModelConfig):
+    """``model=mmoe``: defaults from paper 001, section 4.1.4."""
+
+    num_experts: int = 8
+    expert_hidden: list[int] = field(default_factory=lambda: [256, 128])
+    tower_hidden: list[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.0
+
+
+@register_model("mmoe", MMoEConfig)
+def build_mmoe(config: MMoEConfig, schema: Schema) -> MMoE:
+    return MMoE(
+        input_dim=len(schema.sparse) * config.embedding_dim + len(schema.dense),
+        num_tasks=len(schema.tasks),
+        num_experts=config.num_experts,
+        expert_hidden=tuple(config.expert_hidden),
+        tower_hidden=tuple(config.tower_hidden),
+        dropout=config.dropout,
+    )

@@ -1,0 +1,77 @@
+"""The multi-task model: sparse arch + dense arch, and the train wrapper returning the multi-task loss."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
+from datasets.batch import Batch
+from datasets.schema import Schema, TaskSpec
+from modules.embeddings import build_embedding_bag_collection
+from modules.registry import ModelConfig, model_entry
+
+
+class MultiTaskModel(nn.Module):
+    """``Batch -> logits [B, num_tasks]``: pooled embeddings ``[B, S, E]`` and dense features feed the dense arch.
+
+    The EBC stays a direct child so DistributedModelParallel shards it and TrainPipelineSparseDist
+    can trace the model; the dense arch is free to hold any control flow.
+    """
+
+    def __init__(self, sparse_arch: EmbeddingBagCollection | None, dense_arch: nn.Module, num_sparse: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.sparse_arch = sparse_arch
+        self.dense_arch = dense_arch
+        self.num_sparse = num_sparse
+        self.embedding_dim = embedding_dim
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        dense = batch.dense_features
+        if self.sparse_arch is None:
+            embeddings = dense.new_zeros(dense.shape[0], 0, self.embedding_dim)
+        else:
+            # EBC output keys follow the schema order, one embedding_dim slice per field.
+            embeddings = self.sparse_arch(batch.sparse_features).values().view(-1, self.num_sparse, self.embedding_dim)
+        return self.dense_arch(embeddings, dense)
+
+
+class MultiTaskTrain(nn.Module):
+    """Wraps a model with the multi-task loss, in TorchRec's train-module shape.
+
+    ``forward(batch)`` returns ``(loss, (loss.detach(), logits.detach(), labels))``. The loss is the
+    weighted mean of per-task losses (BCE with logits for binary tasks, MSE for regression), each
+    averaged over the batch's real rows (``batch.mask``); equal weights by default, as in paper 001.
+    """
+
+    def __init__(self, model: nn.Module, tasks: Sequence[TaskSpec], task_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        weights = torch.ones(len(tasks)) if task_weights is None else torch.tensor(task_weights, dtype=torch.float32)
+        if weights.shape != (len(tasks),) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+            raise ValueError(f"task weights must be {len(tasks)} non-negative numbers with a positive sum, got {task_weights}")
+        self.model = model
+        self.register_buffer("task_weights", weights / weights.sum(), persistent=False)
+        self.register_buffer("is_binary", torch.tensor([t.type == "binary" for t in tasks]), persistent=False)
+
+    def task_losses(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-task mean loss ``[num_tasks]`` over the rows where ``mask`` is True."""
+        bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+        squared_error = (logits - labels) ** 2
+        per_row = torch.where(self.is_binary, bce, squared_error)  # [B, T]
+        weight = mask.to(per_row.dtype).unsqueeze(1)
+        return (per_row * weight).sum(0) / weight.sum().clamp(min=1.0)
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        logits = self.model(batch)
+        loss = (self.task_losses(logits, batch.labels, batch.mask) * self.task_weights).sum()
+        return loss, (loss.detach(), logits.detach(), batch.labels)
+
+
+def build_multitask_model(config: ModelConfig, schema: Schema, device: torch.device | None = None) -> MultiTaskModel:
+    """The registered dense arch ``config.name`` over an EBC built from ``schema`` on ``device``."""
+    dense_arch = model_entry(config.name).build(config, schema)
+    sparse_arch = build_embedding_bag_collection(schema, config.embedding_dim, device) if schema.sparse else None
+    return MultiTaskModel(sparse_arch, dense_arch, len(schema.sparse), config.embedding_dim)

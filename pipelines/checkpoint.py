@@ -1,0 +1,56 @@
+"""Sharded checkpoints with torch.distributed.checkpoint, replaced atomically.
+
+Every rank writes its own shards into ``<folder>.tmp``; once all are done rank 0 renames it to
+``<folder>`` (the previous checkpoint is removed only after the rename). A checkpoint can be
+loaded at another world size: DCP reshards on load. All ranks must see the same filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+
+from common.atomic_files import atomic_write_json, replace_directory
+
+META_FILE = "meta.json"
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def save_checkpoint(model: nn.Module, folder: str | Path, meta: dict) -> None:
+    """Save ``model.state_dict()`` (sharded tables included) and ``meta`` to ``folder``, atomically."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if _is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier()
+    dcp.save(model.state_dict(), checkpoint_id=str(tmp))
+    _barrier()
+    if _is_main():
+        atomic_write_json(tmp / META_FILE, meta)
+        replace_directory(tmp, folder)
+    _barrier()
+
+
+def load_checkpoint(model: nn.Module, folder: str | Path) -> dict:
+    """Load ``folder`` into ``model`` in place; return the saved ``meta``."""
+    folder = Path(folder)
+    if not (folder / META_FILE).is_file():
+        raise FileNotFoundError(f"no checkpoint at {folder} (expected {folder / META_FILE})")
+    state = model.state_dict()
+    dcp.load(state, checkpoint_id=str(folder))
+    model.load_state_dict(state)
+    return json.loads((folder / META_FILE).read_text())

@@ -1,0 +1,134 @@
+"""Typed configs of the training entry: one dataclass per Hydra group, validated on load.
+
+Hydra composes ``conf/``; ``parse_train_config`` turns the result into typed dataclasses, so an
+unknown key (``+trainer.epochz=3``) or a wrong type stops with a message naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import modules  # noqa: F401  (registers every model)
+from modules.registry import ModelConfig, model_entry
+
+EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam")
+SHARDING_TYPES = ("auto", "table_wise", "row_wise", "column_wise", "data_parallel")
+
+
+class ConfigError(ValueError):
+    """A config key that is unknown, missing or has a bad value."""
+
+
+@dataclass
+class DatasetConfig:
+    """``dataset=<name>``: a prepared folder with schema.json and train/valid/test Parquet."""
+
+    name: str = "???"
+    path: str = "???"
+
+
+@dataclass
+class TrainerConfig:
+    """``trainer=<name>``: optimization, batching, evaluation and early stopping."""
+
+    epochs: int = 10
+    batch_size: int = 2048  # per rank
+    eval_batch_size: int = 8192  # per rank
+    dense_lr: float = 1e-3  # Adam, paper 001's official default
+    dense_weight_decay: float = 0.0
+    embedding_optimizer: str = "rowwise_adagrad"  # fused into the backward pass by TorchRec
+    embedding_lr: float = 0.05
+    task_weights: dict[str, float] = field(default_factory=dict)  # missing tasks weigh 1.0
+    patience: int = 3  # epochs without improvement of `monitor` before stopping
+    monitor: str = "auto"  # auto: avg_auc, or avg_mse when every task is a regression
+    shuffle_buffer: int = 65536  # rows; 0 reads training data in file order
+    max_steps_per_epoch: int = 0  # 0: the whole training split every epoch
+    sharding_type: str = "auto"  # auto lets the TorchRec planner choose per table
+    device: str = "auto"  # auto: cuda when available, else cpu
+    gauc: bool = False  # also report GAUC grouped by schema.json's group_column
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size}
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"trainer.{key} must be >= 1, got {value}")
+        if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
+            raise ValueError(f"trainer.embedding_optimizer must be one of {EMBEDDING_OPTIMIZERS}, got '{self.embedding_optimizer}'")
+        if self.sharding_type not in SHARDING_TYPES:
+            raise ValueError(f"trainer.sharding_type must be one of {SHARDING_TYPES}, got '{self.sharding_type}'")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"trainer.device must be auto, cpu or cuda, got '{self.device}'")
+        if self.patience < 1 or self.shuffle_buffer < 0 or self.max_steps_per_epoch < 0:
+            raise ValueError("trainer.patience must be >= 1; shuffle_buffer and max_steps_per_epoch >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """The whole training run (``python -m pipelines.train``)."""
+
+    dataset: DatasetConfig
+    model: ModelConfig
+    trainer: TrainerConfig
+    seed: int = 0
+    run_dir: str = "runs/train"
+    overwrite: bool = False  # replace results already in run_dir
+
+
+T = TypeVar("T")
+
+
+def typed_group(node: Any, cls: type[T], group: str) -> T:
+    """Validate ``node`` against dataclass ``cls``; errors name the ``group.key`` at fault."""
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"config group '{group}' must be a mapping, got {node!r}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(node.keys()) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {[f'{group}.{k}' for k in unknown]}; valid keys of '{group}': {sorted(known)}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), node)
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            raise ConfigError(f"missing value for {[f'{group}.{k}' for k in missing]}")
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"config group '{group}': {error}") from None
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(str(error)) from None
+
+
+def typed_model(node: Any) -> ModelConfig:
+    """Validate the ``model`` group against the config class registered for ``model.name``."""
+    if not isinstance(node, DictConfig) or "name" not in node:
+        raise ConfigError("config group 'model' must set model.name")
+    try:
+        entry = model_entry(node.name)
+    except KeyError as error:
+        raise ConfigError(f"model.name: {error.args[0]}") from None
+    return typed_group(node, entry.config_class, "model")
+
+
+def check_top_level(cfg: DictConfig, cls: type) -> None:
+    unknown = sorted(set(cfg.keys()) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown top-level config key(s) {unknown}; valid keys: {sorted(f.name for f in fields(cls))}")
+
+
+def parse_train_config(cfg: DictConfig) -> TrainConfig:
+    """The typed ``TrainConfig`` of a composed Hydra config."""
+    check_top_level(cfg, TrainConfig)
+    return TrainConfig(
+        dataset=typed_group(cfg.dataset, DatasetConfig, "dataset"),
+        model=typed_model(cfg.model),
+        trainer=typed_group(cfg.trainer, TrainerConfig, "trainer"),
+        seed=int(cfg.seed),
+        run_dir=str(cfg.run_dir),
+        overwrite=bool(cfg.overwrite),
+    )

@@ -1,0 +1,64 @@
+"""The monitored validation metric and patience-based early stopping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from datasets.schema import TaskSpec
+
+_METRICS = ("auc", "gauc", "logloss", "mse")
+
+
+def resolve_monitor(monitor: str, tasks: Sequence[TaskSpec], with_gauc: bool = False) -> str:
+    """The metric key to monitor: ``avg_<metric>`` or ``<task>.<metric>``; ``auto`` picks avg_auc (avg_mse if no binary task)."""
+    if monitor == "auto":
+        return "avg_auc" if any(t.type == "binary" for t in tasks) else "avg_mse"
+    prefix, _, metric = monitor.rpartition(".") if "." in monitor else ("", "", monitor.removeprefix("avg_"))
+    task_types = {t.name: t.type for t in tasks}
+    binary_metric = metric in ("auc", "gauc", "logloss")
+    valid = metric in _METRICS and (metric != "gauc" or with_gauc)
+    if prefix:
+        valid = valid and prefix in task_types and (task_types[prefix] == "binary") == binary_metric
+    else:
+        valid = valid and monitor.startswith("avg_") and any((t.type == "binary") == binary_metric for t in tasks)
+    if not valid:
+        choices = [f"avg_{m}" for m in _METRICS] + [f"{t.name}.<metric>" for t in tasks]
+        raise ValueError(f"trainer.monitor '{monitor}' does not fit the tasks {dict(task_types)} (gauc={with_gauc}); use one of {choices}")
+    return monitor
+
+
+def monitored_value(metrics: dict, monitor: str) -> float:
+    node = metrics
+    for part in monitor.split("."):
+        node = node[part]
+    return float(node)
+
+
+@dataclass
+class EarlyStopping:
+    """Tracks the best value of ``monitor`` (higher is better for AUCs, lower otherwise)."""
+
+    monitor: str
+    patience: int
+    best_value: float | None = None
+    best_epoch: int = -1
+    _bad_epochs: int = field(default=0, repr=False)
+
+    @property
+    def maximize(self) -> bool:
+        return self.monitor.endswith("auc")
+
+    def update(self, epoch: int, metrics: dict) -> bool:
+        """Record ``epoch``'s metrics; True when it is the best so far."""
+        value = monitored_value(metrics, self.monitor)
+        improved = self.best_value is None or (value > self.best_value if self.maximize else value < self.best_value)
+        if improved:
+            self.best_value, self.best_epoch, self._bad_epochs = value, epoch, 0
+        else:
+            self._bad_epochs += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return self._bad_epochs >= self.patience

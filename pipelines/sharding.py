@@ -1,0 +1,78 @@
+"""DistributedModelParallel setup: fused embedding optimizers, a sharding plan, the dense optimizer."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.model_parallel import DefaultDataParallelWrapper, DistributedModelParallel
+from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints
+from torchrec.distributed.planner.types import KernelConfig, TopologyFactory
+from torchrec.distributed.planner.types import TrainerConfig as PlannerTrainerConfig
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.optim import RowWiseAdagrad
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+from pipelines.process_group import DistributedContext
+
+_EMBEDDING_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "rowwise_adagrad": RowWiseAdagrad,
+    "adagrad": torch.optim.Adagrad,
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+}
+
+
+def _embedding_collections(module: nn.Module) -> list[tuple[str, EmbeddingBagCollection]]:
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, EmbeddingBagCollection)]
+
+
+def shard_model(
+    module: nn.Module,
+    ctx: DistributedContext,
+    embedding_optimizer: str = "rowwise_adagrad",
+    embedding_lr: float = 0.05,
+    sharding_type: str = "auto",
+    static_graph: bool = True,
+) -> DistributedModelParallel:
+    """Wrap ``module`` (EBCs built on the meta device) in DMP.
+
+    Embedding tables get ``embedding_optimizer`` fused into the backward pass. ``sharding_type``
+    ``auto`` lets the planner choose per table; otherwise every table is constrained to that type.
+    ``static_graph=False`` (with unused-parameter search) is for dense archs whose graph changes
+    between steps, such as a NAS supernet.
+    """
+    if embedding_optimizer == "adam" and ctx.device.type == "cpu":
+        raise ValueError("trainer.embedding_optimizer=adam needs CUDA: fbgemm's CPU kernels support rowwise_adagrad, adagrad, sgd")
+    collections = _embedding_collections(module)
+    for _, collection in collections:
+        apply_optimizer_in_backward(_EMBEDDING_OPTIMIZERS[embedding_optimizer], collection.parameters(), {"lr": embedding_lr})
+    plan = None
+    if collections and sharding_type != "auto":
+        constraints = {
+            config.name: ParameterConstraints(sharding_types=[sharding_type])
+            for _, collection in collections
+            for config in collection.embedding_bag_configs()
+        }
+        topology = TopologyFactory.create_topology(
+            PlannerTrainerConfig(
+                world_size=ctx.world_size, local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
+            ),
+            kernel_config=KernelConfig(compute_device=ctx.device.type),
+        )
+        planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints)
+        plan = planner.collective_plan(module, [EmbeddingBagCollectionSharder()], dist.GroupMember.WORLD)
+    wrapper = DefaultDataParallelWrapper(static_graph=static_graph, find_unused_parameters=not static_graph)
+    return DistributedModelParallel(module, device=ctx.device, plan=plan, data_parallel_wrapper=wrapper)
+
+
+def build_optimizer(model: DistributedModelParallel, dense_lr: float, weight_decay: float = 0.0) -> CombinedOptimizer:
+    """Adam over the dense (non-fused) parameters, combined with DMP's fused embedding optimizer."""
+    dense_parameters = dict(in_backward_optimizer_filter(model.named_parameters()))
+    dense = KeyedOptimizerWrapper(dense_parameters, lambda params: torch.optim.Adam(params, lr=dense_lr, weight_decay=weight_decay))
+    return CombinedOptimizer([model.fused_optimizer, dense])

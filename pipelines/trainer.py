@@ -1,0 +1,219 @@
+"""The training recipe: setup -> fit (early stopping on validation) -> test of the best checkpoint -> close."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+from omegaconf import OmegaConf
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+from tqdm import tqdm
+
+from common.atomic_files import atomic_write_json, atomic_write_text
+from datasets.batch import Batch
+from datasets.parquet_reader import BatchReader, ParquetSplit
+from datasets.schema import Schema, TaskSpec
+from modules.multitask import MultiTaskTrain, build_multitask_model
+from pipelines.checkpoint import load_checkpoint, save_checkpoint
+from pipelines.config import ConfigError, TrainConfig, TrainerConfig
+from pipelines.early_stopping import EarlyStopping, monitored_value, resolve_monitor
+from pipelines.evaluation import evaluate
+from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
+from pipelines.sharding import build_optimizer, shard_model
+
+RESULT_FILES = ("metrics.json", "checkpoint")
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse a run dir that already holds results, unless ``overwrite``."""
+    existing = [name for name in RESULT_FILES if (run_dir / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{run_dir} already holds results {existing}; choose another run_dir=... or pass overwrite=true")
+
+
+def task_weight_list(tasks: Sequence[TaskSpec], weights: dict[str, float]) -> list[float]:
+    """Per-task loss weights in schema order (1.0 where not given); unknown task names are an error."""
+    unknown = sorted(set(weights) - {t.name for t in tasks})
+    if unknown:
+        raise ConfigError(f"trainer.task_weights names unknown task(s) {unknown}; tasks are {[t.name for t in tasks]}")
+    return [float(weights.get(t.name, 1.0)) for t in tasks]
+
+
+def open_readers(dataset_path: str, schema: Schema, trainer: TrainerConfig, ctx: DistributedContext, seed: int) -> dict[str, BatchReader]:
+    """Train (shuffled, drop_last) and valid/test (every row once) readers for this rank."""
+    return {
+        "train": BatchReader(ParquetSplit.open(dataset_path, "train", schema), trainer.batch_size, ctx.rank, ctx.world_size,
+                             training=True, shuffle_buffer=trainer.shuffle_buffer, seed=seed),
+        "valid": BatchReader(ParquetSplit.open(dataset_path, "valid", schema), trainer.eval_batch_size, ctx.rank, ctx.world_size),
+        "test": BatchReader(ParquetSplit.open(dataset_path, "test", schema), trainer.eval_batch_size, ctx.rank, ctx.world_size),
+    }
+
+
+def train_epoch(
+    pipeline: TrainPipelineSparseDist, batches: Iterator[Batch], steps: int, samples_per_step: int, ctx: DistributedContext,
+    desc: str, progress: bool = True,
+) -> dict:
+    """Drive ``pipeline`` over ``batches``; returns the mean loss over all ranks, samples/s and seconds.
+
+    The model is detached from the pipeline at the end, so evaluation can call it directly; the
+    next ``progress`` call attaches it again.
+    """
+    loss_sum, step = torch.zeros((), device=ctx.device), 0
+    start = time.perf_counter()
+    with tqdm(total=steps * samples_per_step, desc=desc, unit="samples", unit_scale=True, disable=not (progress and ctx.is_main)) as bar:
+        while True:
+            try:
+                loss, _, _ = pipeline.progress(batches)
+            except StopIteration:
+                break
+            loss_sum += loss.detach()
+            step += 1
+            bar.update(samples_per_step)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{float(loss):.4f}")
+    seconds = time.perf_counter() - start
+    pipeline.detach()
+    if dist.is_initialized():
+        dist.all_reduce(loss_sum)
+    return {
+        "train_loss": float(loss_sum) / max(step * ctx.world_size, 1),
+        "steps": step,
+        "samples_per_s": step * samples_per_step / seconds if seconds > 0 else 0.0,
+        "seconds": seconds,
+    }
+
+
+class Trainer:
+    """Trains one multi-task model under DistributedModelParallel and writes its run directory.
+
+    ``run_dir`` receives ``config.yaml`` (resolved), ``metrics.json`` (per-epoch history, best
+    validation metrics, test metrics) and ``checkpoint/`` (best validation epoch); rank 0 writes.
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+
+    def setup(self) -> None:
+        config, trainer = self.config, self.config.trainer
+        check_run_dir(self.run_dir, config.overwrite)
+        self.ctx = init_distributed(trainer.device)
+        torch.manual_seed(config.seed)
+        self.schema = Schema.load(config.dataset.path)
+        self.tasks = self.schema.tasks
+        self.monitor = resolve_monitor(trainer.monitor, self.tasks, trainer.gauc)
+        if trainer.gauc and self.schema.group_column is None:
+            raise ConfigError(f"trainer.gauc=true but {config.dataset.path}/schema.json has no group_column")
+        self.readers = open_readers(config.dataset.path, self.schema, trainer, self.ctx, config.seed)
+        if len(self.readers["train"]) == 0:
+            raise ConfigError(
+                f"the training split has fewer rows per rank than trainer.batch_size={trainer.batch_size} "
+                f"({self.readers['train'].split.num_rows} rows over {self.ctx.world_size} ranks)"
+            )
+        module = MultiTaskTrain(
+            build_multitask_model(config.model, self.schema, device=torch.device("meta")),
+            self.tasks,
+            task_weight_list(self.tasks, trainer.task_weights),
+        )
+        self.num_parameters = {
+            "embedding": sum(p.numel() for n, p in module.named_parameters() if "sparse_arch" in n),
+            "dense": sum(p.numel() for n, p in module.named_parameters() if "sparse_arch" not in n),
+        }
+        self.model = shard_model(module, self.ctx, trainer.embedding_optimizer, trainer.embedding_lr, trainer.sharding_type)
+        self.optimizer = build_optimizer(self.model, trainer.dense_lr, trainer.dense_weight_decay)
+        self.pipeline = TrainPipelineSparseDist(self.model, self.optimizer, self.ctx.device)
+        self.history: list[dict] = []
+        if self.ctx.is_main:
+            atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(asdict(config))))
+
+    def fit(self) -> EarlyStopping:
+        """Train up to ``trainer.epochs``, checkpointing the best validation epoch; stop after ``patience`` bad epochs."""
+        trainer = self.config.trainer
+        stopping = EarlyStopping(self.monitor, trainer.patience)
+        train_reader = self.readers["train"]
+        steps = min(len(train_reader), trainer.max_steps_per_epoch or len(train_reader))
+        self.started = time.perf_counter()
+        for epoch in range(trainer.epochs):
+            self.model.train()
+            batches = itertools.islice(train_reader.epoch(epoch), steps)
+            record = {"epoch": epoch}
+            record.update(train_epoch(self.pipeline, batches, steps, trainer.batch_size * self.ctx.world_size, self.ctx,
+                                      f"epoch {epoch}", trainer.progress))
+            record["valid"] = evaluate(self.model, self.readers["valid"], self.tasks, self.ctx, trainer.gauc, "valid", trainer.progress)
+            improved = stopping.update(epoch, record["valid"])
+            if improved:
+                save_checkpoint(self.model, self.run_dir / "checkpoint", {"epoch": epoch, self.monitor: stopping.best_value})
+            self.history.append(record)
+            self._log_epoch(record, improved)
+            self._write_metrics(stopping)
+            if stopping.should_stop:
+                break
+        return stopping
+
+    def test(self, stopping: EarlyStopping) -> dict:
+        """Reload the best checkpoint and evaluate it on the test split; write and return ``metrics.json``."""
+        trainer = self.config.trainer
+        load_checkpoint(self.model, self.run_dir / "checkpoint")
+        test = evaluate(self.model, self.readers["test"], self.tasks, self.ctx, trainer.gauc, "test", trainer.progress)
+        return self._write_metrics(stopping, test)
+
+    def close(self) -> None:
+        destroy_distributed()
+
+    def _log_epoch(self, record: dict, improved: bool) -> None:
+        if not self.ctx.is_main:
+            return
+        valid = record["valid"]
+        tasks = " ".join(f"{t.name}={valid[t.name].get('auc', valid[t.name].get('mse')):.4f}" for t in self.tasks)
+        print(f"epoch {record['epoch']}: train_loss={record['train_loss']:.4f} "
+              f"{record['samples_per_s']:.0f} samples/s | valid {tasks} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
+              f"{' (best)' if improved else ''}", flush=True)
+
+    def _write_metrics(self, stopping: EarlyStopping, test: dict | None = None) -> dict:
+        best = self.history[stopping.best_epoch]
+        metrics = {
+            "model": self.config.model.name,
+            "dataset": self.config.dataset.path,
+            "schema_fingerprint": self.schema.fingerprint(),
+            "world_size": self.ctx.world_size,
+            "num_parameters": self.num_parameters,
+            "monitor": self.monitor,
+            "best_epoch": stopping.best_epoch,
+            "valid": best["valid"],
+            "test": test,
+            "epochs": self.history,
+            "wall_time_s": time.perf_counter() - self.started,
+        }
+        if self.ctx.is_main:
+            atomic_write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+
+def format_results(metrics: dict, tasks: Sequence[TaskSpec]) -> str:
+    """A small text table of per-task validation and test metrics."""
+    lines = [f"{'task':<16}{'metric':<10}{'valid':>10}{'test':>10}"]
+    for task in tasks:
+        for metric in ("auc", "logloss", "gauc") if task.type == "binary" else ("mse",):
+            if metric in metrics["test"][task.name]:
+                lines.append(f"{task.name:<16}{metric:<10}{metrics['valid'][task.name][metric]:>10.4f}{metrics['test'][task.name][metric]:>10.4f}")
+    return "\n".join(lines)
+
+
+def run_training(config: TrainConfig, run_dir: str | Path) -> dict:
+    """Train, test and write ``run_dir``; returns the metrics (on every rank)."""
+    trainer = Trainer(config, run_dir)
+    try:
+        trainer.setup()
+        stopping = trainer.fit()
+        metrics = trainer.test(stopping)
+        if trainer.ctx.is_main:
+            print(f"\nbest epoch {stopping.best_epoch} ({trainer.monitor}={stopping.best_value:.4f}); results in {run_dir}")
+            print(format_results(metrics, trainer.tasks), flush=True)
+        return metrics
+    finally:
+        trainer.close()
