@@ -22,11 +22,11 @@ class MultiTaskModel(nn.Module):
     can trace the model; the dense arch is free to hold any control flow.
     """
 
-    def __init__(self, sparse_arch: EmbeddingBagCollection | None, dense_arch: nn.Module, num_sparse: int, embedding_dim: int) -> None:
+    def __init__(self, sparse_arch: EmbeddingBagCollection | None, dense_arch: nn.Module, sparse_names: list[str], embedding_dim: int) -> None:
         super().__init__()
         self.sparse_arch = sparse_arch
         self.dense_arch = dense_arch
-        self.num_sparse = num_sparse
+        self.sparse_names = list(sparse_names)
         self.embedding_dim = embedding_dim
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -34,8 +34,9 @@ class MultiTaskModel(nn.Module):
         if self.sparse_arch is None:
             embeddings = dense.new_zeros(dense.shape[0], 0, self.embedding_dim)
         else:
-            # EBC output keys follow the schema order, one embedding_dim slice per field.
-            embeddings = self.sparse_arch(batch.sparse_features).values().view(-1, self.num_sparse, self.embedding_dim)
+            # Pick fields by name: a sharded EBC orders its output keys by shard placement, not by schema.
+            pooled = self.sparse_arch(batch.sparse_features).to_dict()
+            embeddings = torch.stack([pooled[name] for name in self.sparse_names], dim=1)  # [B, S, E]
         return self.dense_arch(embeddings, dense)
 
 
@@ -74,4 +75,4 @@ def build_multitask_model(config: ModelConfig, schema: Schema, device: torch.dev
     """The registered dense arch ``config.name`` over an EBC built from ``schema`` on ``device``."""
     dense_arch = model_entry(config.name).build(config, schema)
     sparse_arch = build_embedding_bag_collection(schema, config.embedding_dim, device) if schema.sparse else None
-    return MultiTaskModel(sparse_arch, dense_arch, len(schema.sparse), config.embedding_dim)
+    return MultiTaskModel(sparse_arch, dense_arch, schema.sparse_names, config.embedding_dim)

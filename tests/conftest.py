@@ -24,15 +24,16 @@ def tiny_aliccp(tmp_path_factory) -> Path:
 def write_indexed_dataset(folder: Path, rows_per_split: dict[str, int], rows_per_file: int = 97, row_group_rows: int = 31) -> Schema:
     """A dataset whose single-hot field ``row_id`` numbers the rows of each split (0..n-1).
 
-    Also holds a multi-hot field ``tags`` (row i has ids i % 7 .. i % 7 + i % 3), one dense feature
-    and two binary tasks, so a reader's output can be checked row by row against the files.
+    Also holds a multi-hot field ``tags`` (row i has ids i % 7 .. i % 7 + i % 3), a group column
+    ``user`` (row i belongs to user i % 11), one dense feature and two binary tasks, so a reader's
+    output can be checked row by row against the files.
     """
     largest = max(rows_per_split.values())
     schema = Schema(
-        sparse=(SparseFeature("row_id", largest), SparseFeature("tags", 16, multi_hot=True)),
+        sparse=(SparseFeature("row_id", largest), SparseFeature("tags", 16, multi_hot=True), SparseFeature("user", 11)),
         dense=(DenseFeature("x"),),
         tasks=(TaskSpec("a"), TaskSpec("b")),
-        group_column="row_id",
+        group_column="user",
     )
     for split, rows in rows_per_split.items():
         (folder / split).mkdir(parents=True)
@@ -41,6 +42,7 @@ def write_indexed_dataset(folder: Path, rows_per_split: dict[str, int], rows_per
             table = pa.table({
                 "row_id": pa.array(ids),
                 "tags": pa.array([list(range(i % 7, i % 7 + i % 3)) for i in ids], type=pa.list_(pa.int64())),
+                "user": pa.array(ids % 11),
                 "x": pa.array((ids / 10).astype(np.float32)),
                 "a": pa.array((ids % 2).astype(np.float32)),
                 "b": pa.array((ids % 3 == 0).astype(np.float32)),
