@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +25,13 @@ def test_component_runs_the_training_module_on_every_rank():
 @pytest.mark.distributed
 def test_torchx_local_cwd_launch_trains_on_two_processes(tiny_aliccp, tmp_path):
     run_dir = tmp_path / "run"
-    torchx = Path(sys.executable).with_name("torchx")
+    # TorchX's dist.ddp starts `torchrun` from PATH: put this interpreter's environment first, as `activate` does.
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(
-        [str(torchx), "run", "-s", "local_cwd", "torchx_components/train.py:train", "-j", "1x2", "--run_dir", str(run_dir),
+        [str(bin_dir / "torchx"), "run", "-s", "local_cwd", "torchx_components/train.py:train", "-j", "1x2", "--run_dir", str(run_dir),
          "--", f"dataset.path={tiny_aliccp}", "trainer=smoke", "trainer.epochs=1"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
