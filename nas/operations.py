@@ -1,0 +1,126 @@
+"""Candidate operations of a mixture-of-operations block, batched over the experts of one MoE layer.
+
+Every op maps ``[num_experts, B, width] -> [num_experts, B, width]`` with separate weights per
+expert, so one layer's experts run as a few batched matmuls instead of a Python loop per expert.
+Names follow paper 001: ``skip``, ``linear``, ``mlp-N`` (Linear width->N, ReLU, Linear N->width),
+plus ``conv1d`` for the paper's "+Conv1D" variant.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class BatchedLinear(nn.Module):
+    """``num_experts`` independent linear maps: ``[n, B, in] -> [n, B, out]``."""
+
+    def __init__(self, num_experts: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)  # nn.Linear's default initialisation, per expert
+        self.weight = nn.Parameter(torch.empty(num_experts, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_experts, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def expert(self, index: int) -> nn.Linear:
+        """Expert ``index``'s map as a plain ``nn.Linear`` holding a copy of its weights."""
+        linear = nn.Linear(self.weight.shape[1], self.weight.shape[2])
+        with torch.no_grad():
+            linear.weight.copy_(self.weight[index].T)
+            linear.bias.copy_(self.bias[index, 0])
+        return linear
+
+
+class Skip(nn.Module):
+    """The identity: a skip connection that lets the search choose a shallower expert."""
+
+    def __init__(self, num_experts: int, width: int) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def expert(self, index: int) -> nn.Module:
+        return nn.Identity()
+
+
+class Linear(nn.Module):
+    """One linear map ``width -> width`` per expert."""
+
+    def __init__(self, num_experts: int, width: int) -> None:
+        super().__init__()
+        self.linear = BatchedLinear(num_experts, width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+    def expert(self, index: int) -> nn.Module:
+        return self.linear.expert(index)
+
+
+class MLP(nn.Module):
+    """``Linear(width, hidden) -> ReLU -> Linear(hidden, width)`` per expert (paper 001's MLP-N)."""
+
+    def __init__(self, num_experts: int, width: int, hidden: int) -> None:
+        super().__init__()
+        self.up = BatchedLinear(num_experts, width, hidden)
+        self.down = BatchedLinear(num_experts, hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.relu(self.up(x)))
+
+    def expert(self, index: int) -> nn.Module:
+        return nn.Sequential(self.up.expert(index), nn.ReLU(), self.down.expert(index))
+
+
+class Conv1D(nn.Module):
+    """A 1-D convolution (kernel 3, same padding) along the width of each expert's vector, then ReLU."""
+
+    KERNEL = 3
+
+    def __init__(self, num_experts: int, width: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(num_experts, num_experts, self.KERNEL, padding=self.KERNEL // 2, groups=num_experts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x.transpose(0, 1))).transpose(0, 1)  # experts as conv groups
+
+    def expert(self, index: int) -> nn.Module:
+        conv = nn.Conv1d(1, 1, self.KERNEL, padding=self.KERNEL // 2)
+        with torch.no_grad():
+            conv.weight.copy_(self.conv.weight[index : index + 1])
+            conv.bias.copy_(self.conv.bias[index : index + 1])
+        return _SingleChannelConv(conv)
+
+
+class _SingleChannelConv(nn.Module):
+    """One expert's Conv1D op on ``[B, width]``."""
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x.unsqueeze(1))).squeeze(1)
+
+
+OperationBuilder = Callable[[int, int], nn.Module]
+_FIXED_OPERATIONS: dict[str, OperationBuilder] = {"skip": Skip, "linear": Linear, "conv1d": Conv1D}
+_MLP_NAME = re.compile(r"mlp-(\d+)")
+
+
+def build_operation(name: str, num_experts: int, width: int) -> nn.Module:
+    """The batched op called ``name`` (``skip``, ``linear``, ``conv1d`` or ``mlp-<hidden>``)."""
+    if name in _FIXED_OPERATIONS:
+        return _FIXED_OPERATIONS[name](num_experts, width)
+    match = _MLP_NAME.fullmatch(name)
+    if match and int(match.group(1)) > 0:
+        return MLP(num_experts, width, int(match.group(1)))
+    raise ValueError(f"unknown operation '{name}'; known: {sorted(_FIXED_OPERATIONS)} and mlp-<hidden size>")
+

@@ -1,0 +1,72 @@
+"""The DESAN search space's settings (Hydra group ``search_space``) and the names of its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nas.operations import build_operation
+
+PAPER_OPERATIONS = ["skip", "linear", "mlp-16", "mlp-32", "mlp-64", "mlp-128", "mlp-256", "mlp-512", "mlp-1024"]
+GATE_NORMALIZATIONS = ("selected", "all")
+
+
+@dataclass
+class SearchSpaceConfig:
+    """Sizes of the supernet; defaults are paper 001's (section 4.1.4) and its official implementation's.
+
+    ``gate_normalization``: eq. 1 of the paper takes the softmax over all experts of a gate and sums
+    only the selected ones. ``selected`` (default) renormalizes the softmax over the selected experts,
+    so a derived gate is exactly a softmax over the experts it kept and its weights sum to 1 as in
+    MMoE; ``all`` follows eq. 1 literally.
+    ``beta_init``: initial selection logit of every feature and expert connection; sigmoid(0.5) = 0.62,
+    so every optional connection starts above the 0.5 keep threshold and must earn its way down.
+    """
+
+    name: str = "desan"
+    embedding_dim: int = 16
+    num_layers: int = 2  # MoE layers, as PLE / AdaTT in paper 001
+    num_experts: int = 8  # per layer (paper keeps MoE models at 8)
+    num_blocks: int = 3  # mixture-of-operations blocks per expert
+    block_width: int = 64  # the official implementation's width
+    operations: list[str] = field(default_factory=lambda: list(PAPER_OPERATIONS))
+    conv1d: bool = False  # add the "conv1d" op (paper's +Conv1D variant)
+    tower_hidden: list[int] = field(default_factory=lambda: [128, 64])
+    beta_init: float = 0.5
+    gate_normalization: str = "selected"
+
+    def __post_init__(self) -> None:
+        for key in ("embedding_dim", "num_layers", "num_experts", "num_blocks", "block_width"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"search_space.{key} must be >= 1, got {getattr(self, key)}")
+        if self.gate_normalization not in GATE_NORMALIZATIONS:
+            raise ValueError(f"search_space.gate_normalization must be one of {GATE_NORMALIZATIONS}, got '{self.gate_normalization}'")
+        if len(set(self.operations)) != len(self.operations) or not self.operations:
+            raise ValueError(f"search_space.operations must be a non-empty list without repeats, got {self.operations}")
+        for name in self.candidate_operations:
+            _check_operation_name(name)
+
+    @property
+    def candidate_operations(self) -> list[str]:
+        """The ops of every mixture-of-operations block, in alpha order."""
+        return list(self.operations) + (["conv1d"] if self.conv1d and "conv1d" not in self.operations else [])
+
+
+def _check_operation_name(name: str) -> None:
+    try:
+        build_operation(name, 1, 2)
+    except ValueError as error:
+        raise ValueError(f"search_space.operations: {error}") from None
+
+
+def expert_name(layer: int, expert: int) -> str:
+    """``layer`` and ``expert`` count from 0 in code, from 1 in names."""
+    return f"layer{layer + 1}.expert{expert + 1}"
+
+
+def gate_name(layer: int, expert: int) -> str:
+    """The gate that mixes layer ``layer - 1``'s experts into expert ``expert`` of ``layer``."""
+    return f"{expert_name(layer, expert)}.gate"
+
+
+def task_gate_name(task: str) -> str:
+    return f"task.{task}.gate"

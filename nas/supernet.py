@@ -1,0 +1,154 @@
+"""The DESAN supernet (paper 001, section 3.1) as a dense arch over pooled embeddings and dense features.
+
+Structure, for L MoE layers of n experts and T tasks:
+
+* feature selection: every layer-1 expert and every gate has its own keep-logit beta per input
+  feature (each sparse field and each dense feature). Its input is the concatenation of the kept
+  single features and the FM bi-interaction vector of the kept sparse fields.
+* layer 1: each expert projects its input to ``block_width`` and applies ``num_blocks``
+  mixture-of-operations blocks; each block mixes the candidate ops by softmax(alpha) (eq. 2).
+* layer l > 1: expert j's input is a gated mixture of the layer l-1 experts that its connection
+  betas keep (eq. 1); the gate reads its own selected features.
+* tasks: task t's tower reads a gated mixture of the last layer's kept experts.
+
+Discretization never swaps modules (DDP would lose track of them): decisions live in buffers
+(``*_decided`` / ``*_kept`` / ``block_choice``) and the forward pass honours them, skipping ops that no
+expert of a layer uses any more.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modules.mlp import TaskTowers
+from nas.operations import BatchedLinear, build_operation
+from nas.search_space import SearchSpaceConfig, expert_name, gate_name, task_gate_name
+from nas.selection import bi_interaction, selection_mask
+
+
+class MixtureOfOperations(nn.Module):
+    """One block position of every expert in a layer: ``[n, B, width] -> [n, B, width]``."""
+
+    def __init__(self, operations: Sequence[str], num_experts: int, width: int) -> None:
+        super().__init__()
+        self.operations = nn.ModuleList(build_operation(name, num_experts, width) for name in operations)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``weights`` ``[n, M]``: each expert's mixing weights over the ops (one-hot once decided)."""
+        out = None
+        used = (weights > 0).any(dim=0).tolist()
+        for m, operation in enumerate(self.operations):
+            if used[m]:
+                term = weights[:, m, None, None] * operation(x)
+                out = term if out is None else out + term
+        return out
+
+
+class ExpertLayer(nn.Module):
+    """The n experts of one MoE layer, each a stack of mixture-of-operations blocks."""
+
+    def __init__(self, config: SearchSpaceConfig, in_features: int | None) -> None:
+        super().__init__()
+        n, width = config.num_experts, config.block_width
+        # Layer 1 projects the selected features to the block width; higher layers already have it.
+        self.projection = BatchedLinear(n, in_features, width) if in_features is not None else None
+        self.blocks = nn.ModuleList(
+            MixtureOfOperations(config.candidate_operations, n, width) for _ in range(config.num_blocks)
+        )
+
+    def forward(self, x: torch.Tensor, block_weights: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[n, B, in]``, ``block_weights`` ``[n, K, M]`` -> ``[n, B, width]``."""
+        if self.projection is not None:
+            x = self.projection(x)
+        for k, block in enumerate(self.blocks):
+            x = block(x, block_weights[:, k])
+        return x
+
+
+class DesanSupernet(nn.Module):
+    """The supernet: ``forward(embeddings [B, S, E], dense [B, D]) -> logits [B, T]``.
+
+    Architecture parameters: ``alpha`` ``[L, n, K, M]`` (ops of every block), ``feature_beta``
+    ``[C, S + D]`` (features of every consumer: layer-1 experts, then gates) and ``connection_beta``
+    ``[G, n]`` (lower-layer experts of every gate). ``architecture_parameters()`` and
+    ``weight_parameters()`` split them from the supernet weights w.
+    """
+
+    def __init__(self, config: SearchSpaceConfig, sparse_names: Sequence[str], dense_names: Sequence[str], task_names: Sequence[str]) -> None:
+        super().__init__()
+        self.config = config
+        self.sparse_names, self.dense_names, self.task_names = list(sparse_names), list(dense_names), list(task_names)
+        n, L, T = config.num_experts, config.num_layers, len(task_names)
+        S, D, E = len(sparse_names), len(dense_names), config.embedding_dim
+        M, K = len(config.candidate_operations), config.num_blocks
+        self.gate_names = [gate_name(layer, j) for layer in range(1, L) for j in range(n)] + [task_gate_name(t) for t in task_names]
+        self.consumer_names = [expert_name(0, j) for j in range(n)] + self.gate_names
+        C, G = len(self.consumer_names), len(self.gate_names)
+        self.input_features = S * E + D + (E if S else 0)
+
+        self.alpha = nn.Parameter(torch.zeros(L, n, K, M))
+        self.feature_beta = nn.Parameter(torch.full((C, S + D), float(config.beta_init)))
+        self.connection_beta = nn.Parameter(torch.full((G, n), float(config.beta_init)))
+        self.register_buffer("block_decided", torch.zeros(L, n, K, dtype=torch.bool))
+        self.register_buffer("block_choice", torch.zeros(L, n, K, dtype=torch.long))
+        self.register_buffer("feature_decided", torch.zeros(C, S + D, dtype=torch.bool))
+        self.register_buffer("feature_kept", torch.zeros(C, S + D, dtype=torch.bool))
+        self.register_buffer("connection_decided", torch.zeros(G, n, dtype=torch.bool))
+        self.register_buffer("connection_kept", torch.zeros(G, n, dtype=torch.bool))
+
+        self.layers = nn.ModuleList(ExpertLayer(config, self.input_features if layer == 0 else None) for layer in range(L))
+        self.gates = BatchedLinear(G, self.input_features, n)
+        self.towers = TaskTowers(config.block_width, T, config.tower_hidden)
+
+    def architecture_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha, self.feature_beta, self.connection_beta]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        architecture = {id(p) for p in self.architecture_parameters()}
+        return [p for p in self.parameters() if id(p) not in architecture]
+
+    def block_weights(self) -> torch.Tensor:
+        """Mixing weights ``[L, n, K, M]``: softmax(alpha), one-hot where a block is decided."""
+        chosen = F.one_hot(self.block_choice, self.alpha.shape[-1]).to(self.alpha.dtype)
+        return torch.where(self.block_decided.unsqueeze(-1), chosen, self.alpha.softmax(dim=-1))
+
+    def feature_mask(self) -> torch.Tensor:
+        """Keep-mask ``[C, S + D]`` of every consumer's input features (sampled in training)."""
+        return selection_mask(self.feature_beta, self.feature_decided, self.feature_kept, self.training)
+
+    def connection_mask(self) -> torch.Tensor:
+        """Keep-mask ``[G, n]`` of every gate's lower-layer experts (sampled in training)."""
+        return selection_mask(self.connection_beta, self.connection_decided, self.connection_kept, self.training)
+
+    def consumer_inputs(self, embeddings: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Inputs ``[C, B, input_features]``: kept embeddings, kept dense features, FM vector of kept fields."""
+        S, E = len(self.sparse_names), self.config.embedding_dim
+        sparse_mask, dense_mask = mask[:, :S], mask[:, S:]
+        parts = [dense.unsqueeze(0) * dense_mask.unsqueeze(1)]  # [C, B, D]
+        if S:
+            kept = embeddings.flatten(1).unsqueeze(0) * sparse_mask.repeat_interleave(E, dim=1).unsqueeze(1)
+            parts = [kept] + parts + [bi_interaction(embeddings, sparse_mask)]
+        return torch.cat(parts, dim=2)
+
+    def gate_weights(self, gate_inputs: torch.Tensor, connection_mask: torch.Tensor) -> torch.Tensor:
+        """Mixing weights ``[G, B, n]`` of every gate over its lower-layer experts."""
+        probabilities = self.gates(gate_inputs).softmax(dim=-1) * connection_mask.unsqueeze(1)
+        if self.config.gate_normalization == "selected":
+            probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        return probabilities
+
+    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        n = self.config.num_experts
+        inputs = self.consumer_inputs(embeddings, dense, self.feature_mask())
+        gates = self.gate_weights(inputs[n:], self.connection_mask())  # [G, B, n]
+        block_weights = self.block_weights()
+        hidden = self.layers[0](inputs[:n], block_weights[0])  # [n, B, width]
+        for layer in range(1, len(self.layers)):
+            mixed = torch.einsum("jbi,ibw->jbw", gates[(layer - 1) * n : layer * n], hidden)
+            hidden = self.layers[layer](mixed, block_weights[layer])
+        task_inputs = torch.einsum("tbi,ibw->btw", gates[-len(self.task_names):], hidden)  # [B, T, width]
+        return self.towers(task_inputs)

@@ -1,0 +1,19 @@
+"""A small supernet for the NAS tests."""
+
+from nas.search_space import SearchSpaceConfig
+from nas.supernet import DesanSupernet
+
+SPARSE = ["user", "item", "tags"]
+DENSE = ["price", "age"]
+TASKS = ["click", "buy"]
+
+
+def small_config(**overrides) -> SearchSpaceConfig:
+    values = dict(embedding_dim=4, num_layers=2, num_experts=3, num_blocks=2, block_width=8,
+                  operations=["skip", "linear", "mlp-4", "mlp-16"], tower_hidden=[8])
+    values.update(overrides)
+    return SearchSpaceConfig(**values)
+
+
+def small_supernet(**overrides) -> DesanSupernet:
+    return DesanSupernet(small_config(**overrides), SPARSE, DENSE, TASKS)

@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from nas.selection import bi_interaction, selection_mask
+from tests.nas.helpers import small_supernet
+
+
+def _inputs(rows=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, 3, 4, generator=g), torch.randn(rows, 2, generator=g)
+
+
+def test_supernet_outputs_one_logit_per_task_and_splits_parameters():
+    net = small_supernet()
+    embeddings, dense = _inputs()
+    assert net(embeddings, dense).shape == (5, 2)
+    architecture = {id(p) for p in net.architecture_parameters()}
+    weights = {id(p) for p in net.weight_parameters()}
+    assert architecture.isdisjoint(weights) and len(architecture | weights) == len(list(net.parameters()))
+
+
+def test_ste_gradient_reaches_beta_with_the_right_sign():
+    """A toy loss that rewards keeping a feature pushes its beta up; one that penalizes it pushes beta down."""
+    beta = torch.zeros(4, requires_grad=True)
+    decided = torch.tensor([False, False, False, True])
+    kept = torch.tensor([False, False, False, True])
+    torch.manual_seed(0)
+    mask = selection_mask(beta, decided, kept, sample=True)
+    reward = torch.tensor([1.0, -1.0, 2.0, 5.0])
+    loss = -(mask * reward).sum()  # keeping item i changes the loss by -reward_i
+    loss.backward()
+    sigmoid_slope = 0.25  # sigmoid'(0)
+    torch.testing.assert_close(beta.grad, torch.tensor([-1.0, 1.0, -2.0, 0.0]) * sigmoid_slope)
+    assert set(mask.detach().tolist()[:3]) <= {0.0, 1.0} and mask[3] == 1.0  # forward values are samples / decisions
+
+
+def test_ste_gradient_reaches_the_supernets_betas():
+    net = small_supernet()
+    net.train()
+    embeddings, dense = _inputs(rows=64)
+    net(embeddings, dense).pow(2).mean().backward()
+    assert net.feature_beta.grad.abs().sum() > 0 and net.connection_beta.grad.abs().sum() > 0
+    assert net.alpha.grad.abs().sum() > 0
+
+
+def test_evaluation_mask_thresholds_at_one_half():
+    beta = torch.tensor([-0.1, 0.0, 0.1])
+    mask = selection_mask(beta, torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool), sample=False)
+    assert mask.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_bi_interaction_sums_to_fm_pairwise_term_over_selected_fields():
+    embeddings, _ = _inputs(rows=2)
+    mask = torch.tensor([[1.0, 0.0, 1.0]])
+    vector = bi_interaction(embeddings, mask)[0]
+    expected = (embeddings[:, 0] * embeddings[:, 2]).sum(-1)
+    torch.testing.assert_close(vector.sum(-1), expected)
+
+
+def test_dropped_inputs_do_not_change_the_output():
+    net = small_supernet()
+    net.eval()
+    with torch.no_grad():
+        net.feature_decided.fill_(True)
+        net.feature_kept.fill_(True)
+        net.feature_kept[:, 1] = False  # nobody reads field "item"
+    embeddings, dense = _inputs()
+    changed = embeddings.clone()
+    changed[:, 1] += 10.0
+    torch.testing.assert_close(net(embeddings, dense), net(changed, dense))
+    changed[:, 0] += 10.0
+    assert not torch.allclose(net(embeddings, dense), net(changed, dense))
+
+
+@pytest.mark.parametrize("normalization", ["selected", "all"])
+def test_gate_weights_of_kept_experts(normalization):
+    net = small_supernet(gate_normalization=normalization)
+    net.eval()
+    with torch.no_grad():
+        net.connection_decided.fill_(True)
+        net.connection_kept.fill_(True)
+        net.connection_kept[:, 0] = False
+    embeddings, dense = _inputs()
+    inputs = net.consumer_inputs(embeddings, dense, net.feature_mask())
+    weights = net.gate_weights(inputs[net.config.num_experts:], net.connection_mask())
+    assert torch.all(weights[..., 0] == 0)
+    if normalization == "selected":
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
+    else:
+        assert torch.all(weights.sum(-1) < 1)
