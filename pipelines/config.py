@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import modules  # noqa: F401  (registers every model)
+import modules  # noqa: F401  (registers the hand-designed models)
+import nas.derived  # noqa: F401  (registers model=automtl)
 from modules.registry import ModelConfig, model_entry
 
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam")

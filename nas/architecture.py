@@ -1,0 +1,143 @@
+"""``architecture.json``: the searched multi-task architecture, human-readable and versioned.
+
+Layout (version 1)::
+
+    {"version": 1, "schema_fingerprint": "...", "tasks": [...],
+     "sparse_features": [...], "dense_features": [...],        # the inputs the search saw
+     "embedding_dim": 16, "block_width": 64, "tower_hidden": [128, 64], "gate_normalization": "selected",
+     "layers": [[{"name": "layer1.expert1", "operations": ["mlp-256", "skip", "linear"],
+                  "features": ["121", "206", "dense_0"]}, ...], ...],   # features: layer 1 only
+     "gates": [{"name": "layer2.expert1.gate", "features": [...], "experts": ["layer1.expert2", ...]},
+               {"name": "task.click.gate", "features": [...], "experts": [...]}]}
+
+Every expert of every layer is listed; experts that feed no gate (directly or through upper experts)
+are dropped when the derived model is built.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.atomic_files import atomic_write_json
+from datasets.schema import Schema
+from nas.discretization import is_discretized
+from nas.search_space import expert_name
+from nas.supernet import DesanSupernet
+
+ARCHITECTURE_VERSION = 1
+
+
+class ArchitectureError(ValueError):
+    """An architecture file that is malformed or does not fit the data."""
+
+
+@dataclass
+class ExpertSpec:
+    name: str
+    operations: list[str]
+    features: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GateSpec:
+    name: str
+    features: list[str]
+    experts: list[str]
+
+
+@dataclass
+class Architecture:
+    """A discretized DESAN network: per-expert ops and features, per-gate features and experts."""
+
+    schema_fingerprint: str
+    tasks: list[str]
+    sparse_features: list[str]
+    dense_features: list[str]
+    embedding_dim: int
+    block_width: int
+    tower_hidden: list[int]
+    gate_normalization: str
+    layers: list[list[ExpertSpec]]
+    gates: list[GateSpec]
+    version: int = ARCHITECTURE_VERSION
+
+    @classmethod
+    def from_supernet(cls, supernet: DesanSupernet, schema_fingerprint: str) -> "Architecture":
+        """Read the decisions of a fully discretized supernet."""
+        if not is_discretized(supernet):
+            raise ArchitectureError("the supernet still has undecided blocks, features or connections")
+        config, n = supernet.config, supernet.config.num_experts
+        inputs = supernet.sparse_names + supernet.dense_names
+        operations = config.candidate_operations
+        choice = supernet.block_choice.tolist()
+        features = [[inputs[i] for i, kept in enumerate(row) if kept] for row in supernet.feature_kept.tolist()]
+        layers = [
+            [
+                ExpertSpec(expert_name(layer, j), [operations[m] for m in choice[layer][j]], features[j] if layer == 0 else [])
+                for j in range(n)
+            ]
+            for layer in range(config.num_layers)
+        ]
+        gates = []
+        for g, name in enumerate(supernet.gate_names):
+            lower_layer = g // n if g < n * (config.num_layers - 1) else config.num_layers - 1
+            experts = [expert_name(lower_layer, i) for i, kept in enumerate(supernet.connection_kept[g].tolist()) if kept]
+            gates.append(GateSpec(name, features[n + g], experts))
+        return cls(schema_fingerprint, list(supernet.task_names), list(supernet.sparse_names), list(supernet.dense_names),
+                   config.embedding_dim, config.block_width, list(config.tower_hidden), config.gate_normalization, layers, gates)
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.layers[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = asdict(self)
+        return {"version": payload.pop("version"), **payload}
+
+    def save(self, path: str | Path) -> Path:
+        atomic_write_json(path, self.to_dict())
+        return Path(path)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any], source: str = "architecture") -> "Architecture":
+        if payload.get("version") != ARCHITECTURE_VERSION:
+            raise ArchitectureError(f"{source}: unsupported version {payload.get('version')!r}, expected {ARCHITECTURE_VERSION}")
+        try:
+            values = dict(payload)
+            values["layers"] = [[ExpertSpec(**e) for e in layer] for layer in payload["layers"]]
+            values["gates"] = [GateSpec(**g) for g in payload["gates"]]
+            return cls(**values)
+        except (KeyError, TypeError) as error:
+            raise ArchitectureError(f"{source}: malformed architecture ({error})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Architecture":
+        path = Path(path)
+        if not path.is_file():
+            raise ArchitectureError(f"architecture file not found: {path}")
+        try:
+            payload = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ArchitectureError(f"{path}: not valid JSON ({error})") from None
+        return cls.from_dict(payload, source=str(path))
+
+    def check_schema(self, schema: Schema, source: str = "architecture") -> None:
+        """Raise ArchitectureError, naming what differs, unless ``schema`` is the one searched on."""
+        if schema.fingerprint() == self.schema_fingerprint:
+            return
+        differences = []
+        for what, mine, theirs in (("sparse features", self.sparse_features, schema.sparse_names),
+                                   ("dense features", self.dense_features, schema.dense_names),
+                                   ("tasks", self.tasks, schema.task_names)):
+            if mine != theirs:
+                missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+                differences.append(f"{what}: searched on {mine}, data has {theirs} (missing {missing}, extra {extra})")
+        if not differences:
+            differences.append("same names, but cardinalities or task types differ")
+        raise ArchitectureError(
+            f"{source} was searched on a different schema (fingerprint {self.schema_fingerprint}, data {schema.fingerprint()}): "
+            + "; ".join(differences)
+        )

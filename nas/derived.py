@@ -1,0 +1,219 @@
+"""The derived multi-task network: a plain dense arch built from ``architecture.json``.
+
+It holds only what the architecture uses (experts that feed no gate are pruned, each block keeps
+one op), so it trains like any other dense arch, e.g. ``model=automtl`` in ``pipelines.train``, and
+plugs into other TorchRec training code as an ordinary ``nn.Module``:
+``forward(embeddings [B, S, E], dense [B, D]) -> logits [B, T]``.
+``derive_from_supernet`` builds it with the supernet's weights, for fine-tuning without retraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from datasets.schema import Schema
+from modules.mlp import TaskTowers
+from modules.registry import ModelConfig, register_model
+from nas.architecture import Architecture, ArchitectureError
+from nas.operations import build_operation
+from nas.search_space import task_gate_name
+from nas.selection import bi_interaction
+from nas.supernet import DesanSupernet
+
+
+class SelectedInput(nn.Module):
+    """A consumer's input: its kept embeddings, kept dense features and their FM vector (as in the supernet)."""
+
+    def __init__(self, sparse_index: list[int], dense_index: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("sparse_index", torch.tensor(sparse_index, dtype=torch.long), persistent=False)
+        self.register_buffer("dense_index", torch.tensor(dense_index, dtype=torch.long), persistent=False)
+
+    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        parts = []
+        if len(self.sparse_index):
+            kept = embeddings.index_select(1, self.sparse_index)  # [B, s, E]
+            ones = torch.ones(1, kept.shape[1], device=kept.device, dtype=kept.dtype)
+            parts += [kept.flatten(1), dense.index_select(1, self.dense_index), bi_interaction(kept, ones)[0]]
+        else:
+            parts.append(dense.index_select(1, self.dense_index))
+        return torch.cat(parts, dim=1)
+
+    def columns(self, num_sparse: int, num_dense: int, embedding_dim: int) -> list[int]:
+        """Indices of this input's columns in the supernet's full consumer input."""
+        sparse = [s * embedding_dim + e for s in self.sparse_index.tolist() for e in range(embedding_dim)]
+        dense = [num_sparse * embedding_dim + d for d in self.dense_index.tolist()]
+        fm = [num_sparse * embedding_dim + num_dense + e for e in range(embedding_dim)] if sparse else []
+        return sparse + dense + fm
+
+
+class DerivedGate(nn.Module):
+    """Softmax gate over the kept lower-layer experts (``selected``), or over all of them (``all``, eq. 1)."""
+
+    def __init__(self, selected_input: SelectedInput, in_features: int, experts: list[int], num_lower: int, normalization: str) -> None:
+        super().__init__()
+        self.input = selected_input
+        self.experts = experts
+        self.normalize_over_all = normalization == "all"
+        self.linear = nn.Linear(in_features, num_lower if self.normalize_over_all else len(experts))
+
+    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor, lower: dict[int, torch.Tensor]) -> torch.Tensor:
+        weights = self.linear(self.input(embeddings, dense)).softmax(dim=-1)  # [B, n or k]
+        if self.normalize_over_all:
+            weights = weights[:, self.experts]
+        stacked = torch.stack([lower[i] for i in self.experts], dim=1)  # [B, k, width]
+        return torch.bmm(weights.unsqueeze(1), stacked).squeeze(1)
+
+
+class DerivedExpert(nn.Module):
+    """One expert: (layer 1) a projection of its selected input, then its chosen op per block."""
+
+    def __init__(self, operations: list[nn.Module], projection: nn.Linear | None = None, selected_input: SelectedInput | None = None) -> None:
+        super().__init__()
+        self.input = selected_input
+        self.projection = projection
+        self.blocks = nn.Sequential(*operations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.projection is not None:
+            x = self.projection(x)
+        return self.blocks(x)
+
+
+class DerivedMultiTaskArch(nn.Module):
+    """The derived network of an ``Architecture``: ``(embeddings [B, S, E], dense [B, D]) -> logits [B, T]``."""
+
+    def __init__(self, architecture: Architecture) -> None:
+        super().__init__()
+        self.architecture = architecture
+        arch = architecture
+        S, D, E, width = len(arch.sparse_features), len(arch.dense_features), arch.embedding_dim, arch.block_width
+        self.used = _used_experts(arch)  # per layer, sorted expert indices
+        gates = {g.name: g for g in arch.gates}
+        self.experts = nn.ModuleList()  # one ModuleDict per layer, keyed by expert index
+        self.gates = nn.ModuleList()
+        for layer, used in enumerate(self.used):
+            experts, layer_gates = nn.ModuleDict(), nn.ModuleDict()
+            for j in used:
+                spec = arch.layers[layer][j]
+                operations = [_single_op(name, width) for name in spec.operations]
+                if layer == 0:
+                    selected = _selected_input(arch, spec.features, spec.name)
+                    in_features = len(selected.columns(S, D, E))
+                    experts[str(j)] = DerivedExpert(operations, nn.Linear(in_features, width), selected)
+                else:
+                    experts[str(j)] = DerivedExpert(operations)
+                    layer_gates[str(j)] = _gate(arch, gates[f"{spec.name}.gate"], layer - 1)
+            self.experts.append(experts)
+            self.gates.append(layer_gates)
+        self.task_gates = nn.ModuleList(_gate(arch, gates[task_gate_name(t)], len(arch.layers) - 1) for t in arch.tasks)
+        self.towers = TaskTowers(width, len(arch.tasks), arch.tower_hidden)
+
+    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        hidden: dict[int, torch.Tensor] = {}
+        for j, expert in self.experts[0].items():
+            hidden[int(j)] = expert(expert.input(embeddings, dense))
+        for layer in range(1, len(self.experts)):
+            hidden = {
+                int(j): expert(self.gates[layer][j](embeddings, dense, hidden)) for j, expert in self.experts[layer].items()
+            }
+        task_inputs = torch.stack([gate(embeddings, dense, hidden) for gate in self.task_gates], dim=1)  # [B, T, width]
+        return self.towers(task_inputs)
+
+
+def _used_experts(arch: Architecture) -> list[list[int]]:
+    """Expert indices per layer that reach a task through kept connections."""
+    index = {spec.name: (layer, j) for layer, experts in enumerate(arch.layers) for j, spec in enumerate(experts)}
+    gates = {g.name: g for g in arch.gates}
+    used = [set() for _ in arch.layers]
+    frontier = [name for t in arch.tasks for name in gates[task_gate_name(t)].experts]
+    while frontier:
+        layer, j = index[frontier.pop()]
+        if j not in used[layer]:
+            used[layer].add(j)
+            if layer > 0:
+                frontier.extend(gates[f"{arch.layers[layer][j].name}.gate"].experts)
+    return [sorted(u) for u in used]
+
+
+def _selected_input(arch: Architecture, features: list[str], owner: str) -> SelectedInput:
+    unknown = sorted(set(features) - set(arch.sparse_features) - set(arch.dense_features))
+    if unknown:
+        raise ArchitectureError(f"{owner} uses features {unknown} that the architecture's inputs do not list")
+    return SelectedInput([i for i, f in enumerate(arch.sparse_features) if f in features],
+                         [i for i, f in enumerate(arch.dense_features) if f in features])
+
+
+def _gate(arch: Architecture, spec, lower_layer: int) -> DerivedGate:
+    selected = _selected_input(arch, spec.features, spec.name)
+    lower = {e.name: j for j, e in enumerate(arch.layers[lower_layer])}
+    missing = [name for name in spec.experts if name not in lower]
+    if missing or not spec.experts:
+        raise ArchitectureError(f"{spec.name} must mix experts of layer {lower_layer + 1}; got {spec.experts}")
+    in_features = len(selected.columns(len(arch.sparse_features), len(arch.dense_features), arch.embedding_dim))
+    return DerivedGate(selected, in_features, [lower[name] for name in spec.experts], len(lower), arch.gate_normalization)
+
+
+def _single_op(name: str, width: int) -> nn.Module:
+    return build_operation(name, 1, width).expert(0)
+
+
+def derive_from_supernet(supernet: DesanSupernet, schema_fingerprint: str) -> DerivedMultiTaskArch:
+    """The derived network of a fully discretized supernet, carrying over the supernet's weights.
+
+    In evaluation mode it computes the same function as the supernet (the unused columns of
+    projections and gates only ever saw zeroed inputs), so fine-tuning starts where search ended.
+    """
+    derived = DerivedMultiTaskArch(Architecture.from_supernet(supernet, schema_fingerprint))
+    n, num_layers = supernet.config.num_experts, supernet.config.num_layers
+    sizes = (len(supernet.sparse_names), len(supernet.dense_names), supernet.config.embedding_dim)
+    with torch.no_grad():
+        for layer, experts in enumerate(derived.experts):
+            for key, expert in experts.items():
+                j = int(key)
+                if layer == 0:
+                    _copy_linear(expert.projection, supernet.layers[0].projection.expert(j), expert.input.columns(*sizes))
+                else:
+                    _copy_gate(derived.gates[layer][key], supernet, (layer - 1) * n + j, sizes)
+                for k, operation in enumerate(expert.blocks):
+                    chosen = int(supernet.block_choice[layer, j, k])
+                    operation.load_state_dict(supernet.layers[layer].blocks[k].operations[chosen].expert(j).state_dict())
+        for t, gate in enumerate(derived.task_gates):
+            _copy_gate(gate, supernet, n * (num_layers - 1) + t, sizes)
+        derived.towers.load_state_dict(supernet.towers.state_dict())
+    return derived
+
+
+def _copy_linear(target: nn.Linear, source: nn.Linear, columns: list[int], rows: list[int] | None = None) -> None:
+    weight, bias = source.weight, source.bias
+    if rows is not None:
+        weight, bias = weight[rows], bias[rows]
+    target.weight.copy_(weight[:, columns])
+    target.bias.copy_(bias)
+
+
+def _copy_gate(gate: DerivedGate, supernet: DesanSupernet, row: int, sizes: tuple[int, int, int]) -> None:
+    rows = None if gate.normalize_over_all else gate.experts
+    _copy_linear(gate.linear, supernet.gates.expert(row), gate.input.columns(*sizes), rows)
+
+
+@dataclass
+class AutoMTLConfig(ModelConfig):
+    """``model=automtl``: the derived network of an architecture.json, trained by ``pipelines.train``."""
+
+    architecture: str = "???"
+
+
+@register_model("automtl", AutoMTLConfig)
+def build_automtl(config: AutoMTLConfig, schema: Schema) -> DerivedMultiTaskArch:
+    architecture = Architecture.load(config.architecture)
+    architecture.check_schema(schema, source=config.architecture)
+    if architecture.embedding_dim != config.embedding_dim:
+        raise ArchitectureError(
+            f"{config.architecture} was searched with embedding_dim={architecture.embedding_dim}, "
+            f"but model.embedding_dim={config.embedding_dim}"
+        )
+    return DerivedMultiTaskArch(architecture)

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+
+from datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
+from nas.architecture import Architecture, ArchitectureError
+from nas.derived import DerivedMultiTaskArch, derive_from_supernet
+from nas.discretization import apply_decisions, is_discretized, next_decisions
+from tests.nas.helpers import DENSE, SPARSE, TASKS, small_supernet
+
+SCHEMA = Schema(
+    sparse=tuple(SparseFeature(name, 10) for name in SPARSE),
+    dense=tuple(DenseFeature(name) for name in DENSE),
+    tasks=tuple(TaskSpec(name) for name in TASKS),
+)
+
+
+def _discretized(seed: int, **overrides):
+    torch.manual_seed(seed)
+    net = small_supernet(**overrides)
+    with torch.no_grad():
+        for parameter in net.architecture_parameters():
+            parameter.normal_(0, 2)
+    while not is_discretized(net):
+        apply_decisions(net, next_decisions(net, 5))
+    return net.eval()
+
+
+@pytest.mark.parametrize("seed, overrides", [(0, {}), (1, {"gate_normalization": "all"}), (2, {"conv1d": True}), (3, {"num_layers": 3})])
+def test_derived_model_reproduces_the_discretized_supernet(seed, overrides):
+    net = _discretized(seed, **overrides)
+    derived = derive_from_supernet(net, SCHEMA.fingerprint()).eval()
+    g = torch.Generator().manual_seed(seed)
+    embeddings, dense = torch.randn(16, 3, 4, generator=g), torch.randn(16, 2, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(derived(embeddings, dense), net(embeddings, dense), rtol=1e-5, atol=1e-6)
+    assert sum(p.numel() for p in derived.parameters()) < sum(p.numel() for p in net.weight_parameters())
+
+
+def test_unused_experts_are_pruned():
+    net = _discretized(0)
+    with torch.no_grad():  # the tasks read only layer-2 expert 1, which reads only layer-1 expert 3
+        net.connection_kept.fill_(False)
+        net.connection_kept[-2:, 0] = True
+        net.connection_kept[0, 2] = True
+    derived = derive_from_supernet(net, SCHEMA.fingerprint())
+    assert [sorted(int(k) for k in layer) for layer in derived.experts] == [[2], [0]]
+    embeddings, dense = torch.randn(4, 3, 4), torch.randn(4, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(derived.eval()(embeddings, dense), net(embeddings, dense), rtol=1e-5, atol=1e-6)
+
+
+def test_architecture_json_round_trips(tmp_path):
+    architecture = Architecture.from_supernet(_discretized(4), SCHEMA.fingerprint())
+    path = architecture.save(tmp_path / "architecture.json")
+    payload = json.loads(path.read_text())
+    assert payload["version"] == 1 and payload["tasks"] == TASKS
+    assert all(op in {"skip", "linear", "mlp-4", "mlp-16"} for layer in payload["layers"] for e in layer for op in e["operations"])
+    assert payload["gates"][-1]["name"] == "task.buy.gate"
+    assert Architecture.load(path) == architecture
+    rebuilt = DerivedMultiTaskArch(Architecture.load(path))
+    assert rebuilt(torch.randn(2, 3, 4), torch.randn(2, 2)).shape == (2, 2)
+
+
+def test_undiscretized_supernet_has_no_architecture():
+    with pytest.raises(ArchitectureError, match="undecided"):
+        Architecture.from_supernet(small_supernet(), SCHEMA.fingerprint())
+
+
+def test_mismatched_schema_is_refused_with_the_difference_named():
+    architecture = Architecture.from_supernet(_discretized(5), SCHEMA.fingerprint())
+    architecture.check_schema(SCHEMA)
+    other = Schema(sparse=SCHEMA.sparse[:2], dense=SCHEMA.dense, tasks=SCHEMA.tasks)
+    with pytest.raises(ArchitectureError, match=r"missing \['tags'\]"):
+        architecture.check_schema(other)
+    resized = Schema(sparse=(SparseFeature("user", 11),) + SCHEMA.sparse[1:], dense=SCHEMA.dense, tasks=SCHEMA.tasks)
+    with pytest.raises(ArchitectureError, match="cardinalities"):
+        architecture.check_schema(resized)
+
+
+def test_malformed_architecture_file_is_named(tmp_path):
+    path = tmp_path / "architecture.json"
+    path.write_text(json.dumps({"version": 1, "tasks": []}))
+    with pytest.raises(ArchitectureError, match="architecture.json: malformed"):
+        Architecture.load(path)
