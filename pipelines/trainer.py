@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
+from torch import nn
+from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from tqdm import tqdm
 
@@ -88,6 +90,41 @@ def train_epoch(
     }
 
 
+@dataclass
+class RunData:
+    """What every recipe needs before it builds a model: its place in the job, the schema, the readers."""
+
+    ctx: DistributedContext
+    schema: Schema
+    readers: dict[str, BatchReader]
+    monitor: str
+
+
+def prepare_run(dataset_path: str, trainer: TrainerConfig, seed: int) -> RunData:
+    """Join the process group, seed, load the schema and open this rank's readers, checking the options against the data."""
+    ctx = init_distributed(trainer.device)
+    torch.manual_seed(seed)
+    schema = Schema.load(dataset_path)
+    monitor = resolve_monitor(trainer.monitor, schema.tasks, trainer.gauc)
+    if trainer.gauc and schema.group_column is None:
+        raise ConfigError(f"trainer.gauc=true but {dataset_path}/schema.json has no group_column")
+    readers = open_readers(dataset_path, schema, trainer, ctx, seed)
+    if len(readers["train"]) == 0:
+        raise ConfigError(
+            f"the training split has fewer rows per rank than trainer.batch_size={trainer.batch_size} "
+            f"({readers['train'].split.num_rows} rows over {ctx.world_size} ranks)"
+        )
+    return RunData(ctx, schema, readers, monitor)
+
+
+def count_parameters(module: nn.Module) -> dict[str, int]:
+    """Embedding (sparse arch) and dense parameter counts of an unsharded train module."""
+    counts = {"embedding": 0, "dense": 0}
+    for name, parameter in module.named_parameters():
+        counts["embedding" if "sparse_arch" in name else "dense"] += parameter.numel()
+    return counts
+
+
 class Trainer:
     """Trains one multi-task model under DistributedModelParallel and writes its run directory.
 
@@ -99,32 +136,22 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
 
-    def setup(self) -> None:
+    def setup(self, initialize: Callable[[DistributedModelParallel], None] | None = None) -> None:
+        """Build data, model, DMP, optimizers and pipeline; ``initialize`` may warm-start the sharded model."""
         config, trainer = self.config, self.config.trainer
         check_run_dir(self.run_dir, config.overwrite)
-        self.ctx = init_distributed(trainer.device)
-        torch.manual_seed(config.seed)
-        self.schema = Schema.load(config.dataset.path)
+        run = prepare_run(config.dataset.path, trainer, config.seed)
+        self.ctx, self.schema, self.readers, self.monitor = run.ctx, run.schema, run.readers, run.monitor
         self.tasks = self.schema.tasks
-        self.monitor = resolve_monitor(trainer.monitor, self.tasks, trainer.gauc)
-        if trainer.gauc and self.schema.group_column is None:
-            raise ConfigError(f"trainer.gauc=true but {config.dataset.path}/schema.json has no group_column")
-        self.readers = open_readers(config.dataset.path, self.schema, trainer, self.ctx, config.seed)
-        if len(self.readers["train"]) == 0:
-            raise ConfigError(
-                f"the training split has fewer rows per rank than trainer.batch_size={trainer.batch_size} "
-                f"({self.readers['train'].split.num_rows} rows over {self.ctx.world_size} ranks)"
-            )
         module = MultiTaskTrain(
             build_multitask_model(config.model, self.schema, device=torch.device("meta")),
             self.tasks,
             task_weight_list(self.tasks, trainer.task_weights),
         )
-        self.num_parameters = {
-            "embedding": sum(p.numel() for n, p in module.named_parameters() if "sparse_arch" in n),
-            "dense": sum(p.numel() for n, p in module.named_parameters() if "sparse_arch" not in n),
-        }
+        self.num_parameters = count_parameters(module)
         self.model = shard_model(module, self.ctx, trainer.embedding_optimizer, trainer.embedding_lr, trainer.sharding_type)
+        if initialize is not None:
+            initialize(self.model)
         self.optimizer = build_optimizer(self.model, trainer.dense_lr, trainer.dense_weight_decay)
         self.pipeline = TrainPipelineSparseDist(self.model, self.optimizer, self.ctx.device)
         self.history: list[dict] = []
