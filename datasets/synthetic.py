@@ -10,8 +10,10 @@ happens after a click. The labels are drawn from planted logistic models:
   853 (multi-hot) and ``dense_1``;
 * every other field and dense feature is pure noise.
 
-Each driving field has a random effect per id (normal, std ``EFFECT_STD``); a multi-hot field
-contributes the mean effect of its ids. Intercepts are calibrated so the click rate is about
+Each driving field has a random effect per id (normal, std ``EFFECT_STD`` for click,
+``CONVERSION_EFFECT_STD`` for conversion); a multi-hot field
+contributes the sum of its ids' effects divided by sqrt(bag size), so every driver moves a row's
+logit by about the same amount whether it is single- or multi-hot. Intercepts are calibrated so the click rate is about
 ``CLICK_RATE`` and the conversion rate among clicks about ``CONVERSION_RATE``. Which field is which
 is written into ``schema.json`` under ``metadata.planted`` for later tests to check against.
 """
@@ -60,6 +62,8 @@ CONVERSION_FIELDS = ("206", "125", "508", "853")
 CLICK_DENSE, CONVERSION_DENSE = ("dense_0",), ("dense_1",)
 DENSE_WEIGHT = 0.5
 EFFECT_STD = 0.6
+# Conversions are rare (about 0.7% of rows), so their drivers get larger effects to stay learnable.
+CONVERSION_EFFECT_STD = 1.0
 CLICK_RATE, CONVERSION_RATE = 0.06, 0.12
 ID_SKEW = 3.0  # id = floor(cardinality * u**ID_SKEW): small ids are frequent, as in real logs
 
@@ -71,11 +75,11 @@ def _draw_ids(rng: np.random.Generator, field: FieldSpec, rows: int) -> tuple[np
     return ids, lengths
 
 
-def _mean_effect(effects: np.ndarray, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Per-row mean of ``effects[ids]`` over each bag (0 for an empty bag)."""
+def _bag_effect(effects: np.ndarray, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per-row ``sum(effects[ids]) / sqrt(bag size)`` (0 for an empty bag): the std of ``effects`` for any size."""
     row = np.repeat(np.arange(len(lengths)), lengths)
     total = np.bincount(row, weights=effects[ids], minlength=len(lengths))
-    return total / np.maximum(lengths, 1)
+    return total / np.sqrt(np.maximum(lengths, 1))
 
 
 def _calibrated_intercept(logits: np.ndarray, rate: float) -> float:
@@ -98,7 +102,7 @@ class AliccpLikeGenerator:
         rng = np.random.default_rng([seed, 0])
         self.fields = {f.name: f for f in ALICCP_FIELDS}
         self.click_effects = {n: rng.normal(0, EFFECT_STD, self.fields[n].cardinality) for n in CLICK_FIELDS}
-        self.conversion_effects = {n: rng.normal(0, EFFECT_STD, self.fields[n].cardinality) for n in CONVERSION_FIELDS}
+        self.conversion_effects = {n: rng.normal(0, CONVERSION_EFFECT_STD, self.fields[n].cardinality) for n in CONVERSION_FIELDS}
         self.click_intercept, self.conversion_intercept = 0.0, 0.0
         calibration = self._draw(np.random.default_rng([seed, 1]), 200_000, labels=False)
         self.click_intercept = _calibrated_intercept(calibration["click_logit"], CLICK_RATE)
@@ -143,10 +147,10 @@ class AliccpLikeGenerator:
         draw["dense"] = dense
         click_logit = self.click_intercept + DENSE_WEIGHT * dense[:, DENSE_FEATURES.index("dense_0")]
         for name, effects in self.click_effects.items():
-            click_logit = click_logit + _mean_effect(effects, *draw[name])
+            click_logit = click_logit + _bag_effect(effects, *draw[name])
         conversion_logit = self.conversion_intercept + DENSE_WEIGHT * dense[:, DENSE_FEATURES.index("dense_1")]
         for name, effects in self.conversion_effects.items():
-            conversion_logit = conversion_logit + _mean_effect(effects, *draw[name])
+            conversion_logit = conversion_logit + _bag_effect(effects, *draw[name])
         draw["click_logit"], draw["conversion_logit"] = click_logit, conversion_logit
         if labels:
             click = rng.random(rows) < 1 / (1 + np.exp(-click_logit))

@@ -29,15 +29,16 @@ class MultiTaskModel(nn.Module):
         self.sparse_names = list(sparse_names)
         self.embedding_dim = embedding_dim
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        dense = batch.dense_features
+    def pooled_embeddings(self, batch: Batch) -> torch.Tensor:
+        """Pooled embeddings ``[B, S, E]`` in schema order (``[B, 0, E]`` without sparse fields)."""
         if self.sparse_arch is None:
-            embeddings = dense.new_zeros(dense.shape[0], 0, self.embedding_dim)
-        else:
-            # Pick fields by name: a sharded EBC orders its output keys by shard placement, not by schema.
-            pooled = self.sparse_arch(batch.sparse_features).to_dict()
-            embeddings = torch.stack([pooled[name] for name in self.sparse_names], dim=1)  # [B, S, E]
-        return self.dense_arch(embeddings, dense)
+            return batch.dense_features.new_zeros(batch.dense_features.shape[0], 0, self.embedding_dim)
+        # Pick fields by name: a sharded EBC orders its output keys by shard placement, not by schema.
+        pooled = self.sparse_arch(batch.sparse_features).to_dict()
+        return torch.stack([pooled[name] for name in self.sparse_names], dim=1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.dense_arch(self.pooled_embeddings(batch), batch.dense_features)
 
 
 class MultiTaskTrain(nn.Module):

@@ -36,7 +36,7 @@ class SelectedInput(nn.Module):
         parts = []
         if len(self.sparse_index):
             kept = embeddings.index_select(1, self.sparse_index)  # [B, s, E]
-            ones = torch.ones(1, kept.shape[1], device=kept.device, dtype=kept.dtype)
+            ones = torch.ones(1, 1, kept.shape[1], device=kept.device, dtype=kept.dtype)
             parts += [kept.flatten(1), dense.index_select(1, self.dense_index), bi_interaction(kept, ones)[0]]
         else:
             parts.append(dense.index_select(1, self.dense_index))
@@ -60,10 +60,13 @@ class DerivedGate(nn.Module):
         self.normalize_over_all = normalization == "all"
         self.linear = nn.Linear(in_features, num_lower if self.normalize_over_all else len(experts))
 
-    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor, lower: dict[int, torch.Tensor]) -> torch.Tensor:
+    def mixing_weights(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """Weights ``[B, k]`` of the gate's kept experts (in ``self.experts`` order)."""
         weights = self.linear(self.input(embeddings, dense)).softmax(dim=-1)  # [B, n or k]
-        if self.normalize_over_all:
-            weights = weights[:, self.experts]
+        return weights[:, self.experts] if self.normalize_over_all else weights
+
+    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor, lower: dict[int, torch.Tensor]) -> torch.Tensor:
+        weights = self.mixing_weights(embeddings, dense)
         stacked = torch.stack([lower[i] for i in self.experts], dim=1)  # [B, k, width]
         return torch.bmm(weights.unsqueeze(1), stacked).squeeze(1)
 
@@ -122,6 +125,14 @@ class DerivedMultiTaskArch(nn.Module):
             }
         task_inputs = torch.stack([gate(embeddings, dense, hidden) for gate in self.task_gates], dim=1)  # [B, T, width]
         return self.towers(task_inputs)
+
+    def task_gate_weights(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """Each task's mixing weights over all last-layer experts ``[B, T, n]`` (0 for experts it does not use)."""
+        n = len(self.architecture.layers[-1])
+        out = embeddings.new_zeros(embeddings.shape[0], len(self.task_gates), n)
+        for t, gate in enumerate(self.task_gates):
+            out[:, t, gate.experts] = gate.mixing_weights(embeddings, dense)
+        return out
 
 
 def _used_experts(arch: Architecture) -> list[list[int]]:

@@ -8,6 +8,7 @@ from nas.operations import build_operation
 
 PAPER_OPERATIONS = ["skip", "linear", "mlp-16", "mlp-32", "mlp-64", "mlp-128", "mlp-256", "mlp-512", "mlp-1024"]
 GATE_NORMALIZATIONS = ("selected", "all")
+SELECTION_SAMPLINGS = ("example", "batch")
 
 
 @dataclass
@@ -18,6 +19,10 @@ class SearchSpaceConfig:
     only the selected ones. ``selected`` (default) renormalizes the softmax over the selected experts,
     so a derived gate is exactly a softmax over the experts it kept and its weights sum to 1 as in
     MMoE; ``all`` follows eq. 1 literally.
+    ``selection_sampling``: eq. 3 draws s(beta) without saying how often. ``example`` (default) draws
+    every feature / connection mask independently per row of the batch, so the straight-through
+    gradient of beta averages over the batch instead of resting on one draw per step (far less
+    noisy, at no extra matmul cost); ``batch`` draws one mask per step.
     ``beta_init``: initial selection logit of every feature and expert connection; sigmoid(0.5) = 0.62,
     so every optional connection starts above the 0.5 keep threshold and must earn its way down.
     """
@@ -33,6 +38,7 @@ class SearchSpaceConfig:
     tower_hidden: list[int] = field(default_factory=lambda: [128, 64])
     beta_init: float = 0.5
     gate_normalization: str = "selected"
+    selection_sampling: str = "example"
 
     def __post_init__(self) -> None:
         for key in ("embedding_dim", "num_layers", "num_experts", "num_blocks", "block_width"):
@@ -40,6 +46,8 @@ class SearchSpaceConfig:
                 raise ValueError(f"search_space.{key} must be >= 1, got {getattr(self, key)}")
         if self.gate_normalization not in GATE_NORMALIZATIONS:
             raise ValueError(f"search_space.gate_normalization must be one of {GATE_NORMALIZATIONS}, got '{self.gate_normalization}'")
+        if self.selection_sampling not in SELECTION_SAMPLINGS:
+            raise ValueError(f"search_space.selection_sampling must be one of {SELECTION_SAMPLINGS}, got '{self.selection_sampling}'")
         if len(set(self.operations)) != len(self.operations) or not self.operations:
             raise ValueError(f"search_space.operations must be a non-empty list without repeats, got {self.operations}")
         for name in self.candidate_operations:

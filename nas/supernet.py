@@ -116,35 +116,42 @@ class DesanSupernet(nn.Module):
         chosen = F.one_hot(self.block_choice, self.alpha.shape[-1]).to(self.alpha.dtype)
         return torch.where(self.block_decided.unsqueeze(-1), chosen, self.alpha.softmax(dim=-1))
 
-    def feature_mask(self) -> torch.Tensor:
-        """Keep-mask ``[C, S + D]`` of every consumer's input features (sampled in training)."""
-        return selection_mask(self.feature_beta, self.feature_decided, self.feature_kept, self.training)
+    def _sampled_rows(self, batch_size: int) -> int:
+        return batch_size if self.config.selection_sampling == "example" else 1
 
-    def connection_mask(self) -> torch.Tensor:
-        """Keep-mask ``[G, n]`` of every gate's lower-layer experts (sampled in training)."""
-        return selection_mask(self.connection_beta, self.connection_decided, self.connection_kept, self.training)
+    def feature_mask(self, batch_size: int) -> torch.Tensor:
+        """Keep-mask ``[C, B or 1, S + D]`` of every consumer's input features (sampled in training)."""
+        return selection_mask(self.feature_beta, self.feature_decided, self.feature_kept, self.training, self._sampled_rows(batch_size))
+
+    def connection_mask(self, batch_size: int) -> torch.Tensor:
+        """Keep-mask ``[G, B or 1, n]`` of every gate's lower-layer experts (sampled in training)."""
+        return selection_mask(self.connection_beta, self.connection_decided, self.connection_kept, self.training,
+                              self._sampled_rows(batch_size))
 
     def consumer_inputs(self, embeddings: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Inputs ``[C, B, input_features]``: kept embeddings, kept dense features, FM vector of kept fields."""
+        """Inputs ``[C, B, input_features]``: kept embeddings, kept dense features, FM vector of kept fields.
+
+        ``mask`` is ``[C, B or 1, S + D]``.
+        """
         S, E = len(self.sparse_names), self.config.embedding_dim
-        sparse_mask, dense_mask = mask[:, :S], mask[:, S:]
-        parts = [dense.unsqueeze(0) * dense_mask.unsqueeze(1)]  # [C, B, D]
+        sparse_mask, dense_mask = mask[..., :S], mask[..., S:]
+        parts = [dense.unsqueeze(0) * dense_mask]  # [C, B, D]
         if S:
-            kept = embeddings.flatten(1).unsqueeze(0) * sparse_mask.repeat_interleave(E, dim=1).unsqueeze(1)
+            kept = embeddings.flatten(1).unsqueeze(0) * sparse_mask.repeat_interleave(E, dim=2)
             parts = [kept] + parts + [bi_interaction(embeddings, sparse_mask)]
         return torch.cat(parts, dim=2)
 
     def gate_weights(self, gate_inputs: torch.Tensor, connection_mask: torch.Tensor) -> torch.Tensor:
-        """Mixing weights ``[G, B, n]`` of every gate over its lower-layer experts."""
-        probabilities = self.gates(gate_inputs).softmax(dim=-1) * connection_mask.unsqueeze(1)
+        """Mixing weights ``[G, B, n]`` of every gate over its lower-layer experts (``connection_mask`` ``[G, B or 1, n]``)."""
+        probabilities = self.gates(gate_inputs).softmax(dim=-1) * connection_mask
         if self.config.gate_normalization == "selected":
             probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         return probabilities
 
     def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        n = self.config.num_experts
-        inputs = self.consumer_inputs(embeddings, dense, self.feature_mask())
-        gates = self.gate_weights(inputs[n:], self.connection_mask())  # [G, B, n]
+        n, batch_size = self.config.num_experts, dense.shape[0]
+        inputs = self.consumer_inputs(embeddings, dense, self.feature_mask(batch_size))
+        gates = self.gate_weights(inputs[n:], self.connection_mask(batch_size))  # [G, B, n]
         block_weights = self.block_weights()
         hidden = self.layers[0](inputs[:n], block_weights[0])  # [n, B, width]
         for layer in range(1, len(self.layers)):

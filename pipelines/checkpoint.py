@@ -29,15 +29,22 @@ def _is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def save_checkpoint(model: nn.Module, folder: str | Path, meta: dict) -> None:
-    """Save ``model.state_dict()`` (sharded tables included) and ``meta`` to ``folder``, atomically."""
+def save_checkpoint(model: nn.Module, folder: str | Path, meta: dict, optimizer_state: dict | None = None) -> None:
+    """Save ``model.state_dict()`` (sharded tables included) and ``meta`` to ``folder``, atomically.
+
+    ``optimizer_state`` (e.g. DMP's ``fused_optimizer.state_dict()``) is stored under the key
+    ``optimizer`` beside the model's keys.
+    """
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     if _is_main():
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier()
-    dcp.save(model.state_dict(), checkpoint_id=str(tmp))
+    state = dict(model.state_dict())
+    if optimizer_state is not None:
+        state["optimizer"] = optimizer_state
+    dcp.save(state, checkpoint_id=str(tmp))
     _barrier()
     if _is_main():
         atomic_write_json(tmp / META_FILE, meta)

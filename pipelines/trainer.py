@@ -158,29 +158,42 @@ class Trainer:
         if self.ctx.is_main:
             atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(asdict(config))))
 
-    def fit(self) -> EarlyStopping:
-        """Train up to ``trainer.epochs``, checkpointing the best validation epoch; stop after ``patience`` bad epochs."""
+    def fit(self, evaluate_start: bool = False) -> EarlyStopping:
+        """Train up to ``trainer.epochs``, checkpointing the best validation epoch; stop after ``patience`` bad epochs.
+
+        ``evaluate_start`` (for warm-started models) scores the starting weights as epoch 0 first, so
+        training can only improve on them; training epochs are then numbered from 1.
+        """
         trainer = self.config.trainer
         stopping = EarlyStopping(self.monitor, trainer.patience)
         train_reader = self.readers["train"]
         steps = min(len(train_reader), trainer.max_steps_per_epoch or len(train_reader))
         self.started = time.perf_counter()
-        for epoch in range(trainer.epochs):
+        first = 0
+        if evaluate_start:
+            self._end_epoch({"epoch": 0, "trained": False}, stopping)
+            first = 1
+        for epoch in range(first, first + trainer.epochs):
             self.model.train()
             batches = itertools.islice(train_reader.epoch(epoch), steps)
-            record = {"epoch": epoch}
+            record = {"epoch": epoch, "trained": True}
             record.update(train_epoch(self.pipeline, batches, steps, trainer.batch_size * self.ctx.world_size, self.ctx,
                                       f"epoch {epoch}", trainer.progress))
-            record["valid"] = evaluate(self.model, self.readers["valid"], self.tasks, self.ctx, trainer.gauc, "valid", trainer.progress)
-            improved = stopping.update(epoch, record["valid"])
-            if improved:
-                save_checkpoint(self.model, self.run_dir / "checkpoint", {"epoch": epoch, self.monitor: stopping.best_value})
-            self.history.append(record)
-            self._log_epoch(record, improved)
-            self._write_metrics(stopping)
+            self._end_epoch(record, stopping)
             if stopping.should_stop:
                 break
         return stopping
+
+    def _end_epoch(self, record: dict, stopping: EarlyStopping) -> None:
+        """Validate, checkpoint when best, log and write the metrics so far."""
+        trainer = self.config.trainer
+        record["valid"] = evaluate(self.model, self.readers["valid"], self.tasks, self.ctx, trainer.gauc, "valid", trainer.progress)
+        improved = stopping.update(record["epoch"], record["valid"])
+        if improved:
+            save_checkpoint(self.model, self.run_dir / "checkpoint", {"epoch": record["epoch"], self.monitor: stopping.best_value})
+        self.history.append(record)
+        self._log_epoch(record, improved)
+        self._write_metrics(stopping)
 
     def test(self, stopping: EarlyStopping) -> dict:
         """Reload the best checkpoint and evaluate it on the test split; write and return ``metrics.json``."""
@@ -197,8 +210,8 @@ class Trainer:
             return
         valid = record["valid"]
         tasks = " ".join(f"{t.name}={valid[t.name].get('auc', valid[t.name].get('mse')):.4f}" for t in self.tasks)
-        print(f"epoch {record['epoch']}: train_loss={record['train_loss']:.4f} "
-              f"{record['samples_per_s']:.0f} samples/s | valid {tasks} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
+        training = f"train_loss={record['train_loss']:.4f} {record['samples_per_s']:.0f} samples/s" if record["trained"] else "start"
+        print(f"epoch {record['epoch']}: {training} | valid {tasks} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
               f"{' (best)' if improved else ''}", flush=True)
 
     def _write_metrics(self, stopping: EarlyStopping, test: dict | None = None) -> dict:
@@ -210,7 +223,7 @@ class Trainer:
             "world_size": self.ctx.world_size,
             "num_parameters": self.num_parameters,
             "monitor": self.monitor,
-            "best_epoch": stopping.best_epoch,
+            "best_epoch": best["epoch"],
             "valid": best["valid"],
             "test": test,
             "epochs": self.history,

@@ -21,17 +21,29 @@ def test_supernet_outputs_one_logit_per_task_and_splits_parameters():
 
 def test_ste_gradient_reaches_beta_with_the_right_sign():
     """A toy loss that rewards keeping a feature pushes its beta up; one that penalizes it pushes beta down."""
-    beta = torch.zeros(4, requires_grad=True)
-    decided = torch.tensor([False, False, False, True])
-    kept = torch.tensor([False, False, False, True])
+    beta = torch.zeros(1, 4, requires_grad=True)
+    decided = torch.tensor([[False, False, False, True]])
+    kept = torch.tensor([[False, False, False, True]])
     torch.manual_seed(0)
-    mask = selection_mask(beta, decided, kept, sample=True)
+    mask = selection_mask(beta, decided, kept, sample=True, rows=1)
+    assert mask.shape == (1, 1, 4)
     reward = torch.tensor([1.0, -1.0, 2.0, 5.0])
-    loss = -(mask * reward).sum()  # keeping item i changes the loss by -reward_i
+    loss = -(mask[0, 0] * reward).sum()  # keeping item i changes the loss by -reward_i
     loss.backward()
     sigmoid_slope = 0.25  # sigmoid'(0)
-    torch.testing.assert_close(beta.grad, torch.tensor([-1.0, 1.0, -2.0, 0.0]) * sigmoid_slope)
-    assert set(mask.detach().tolist()[:3]) <= {0.0, 1.0} and mask[3] == 1.0  # forward values are samples / decisions
+    torch.testing.assert_close(beta.grad, torch.tensor([[-1.0, 1.0, -2.0, 0.0]]) * sigmoid_slope)
+    assert set(mask[0, 0, :3].tolist()) <= {0.0, 1.0} and mask[0, 0, 3] == 1.0  # forward values are samples / decisions
+
+
+def test_per_example_sampling_draws_each_row_and_sums_the_ste_gradient():
+    beta = torch.zeros(2, 3, requires_grad=True)
+    none = torch.zeros(2, 3, dtype=torch.bool)
+    torch.manual_seed(1)
+    mask = selection_mask(beta, none, none, sample=True, rows=4000)
+    assert mask.shape == (2, 4000, 3)
+    assert abs(float(mask.mean()) - 0.5) < 0.02 and not torch.equal(mask[:, 0], mask[:, 1])
+    mask.sum().backward()
+    torch.testing.assert_close(beta.grad, torch.full((2, 3), 4000 * 0.25))
 
 
 def test_ste_gradient_reaches_the_supernets_betas():
@@ -44,14 +56,15 @@ def test_ste_gradient_reaches_the_supernets_betas():
 
 
 def test_evaluation_mask_thresholds_at_one_half():
-    beta = torch.tensor([-0.1, 0.0, 0.1])
-    mask = selection_mask(beta, torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool), sample=False)
-    assert mask.tolist() == [0.0, 1.0, 1.0]
+    beta = torch.tensor([[-0.1, 0.0, 0.1]])
+    none = torch.zeros(1, 3, dtype=torch.bool)
+    mask = selection_mask(beta, none, none, sample=False, rows=64)
+    assert mask.tolist() == [[[0.0, 1.0, 1.0]]]
 
 
 def test_bi_interaction_sums_to_fm_pairwise_term_over_selected_fields():
     embeddings, _ = _inputs(rows=2)
-    mask = torch.tensor([[1.0, 0.0, 1.0]])
+    mask = torch.tensor([[[1.0, 0.0, 1.0]]])
     vector = bi_interaction(embeddings, mask)[0]
     expected = (embeddings[:, 0] * embeddings[:, 2]).sum(-1)
     torch.testing.assert_close(vector.sum(-1), expected)
@@ -81,8 +94,8 @@ def test_gate_weights_of_kept_experts(normalization):
         net.connection_kept.fill_(True)
         net.connection_kept[:, 0] = False
     embeddings, dense = _inputs()
-    inputs = net.consumer_inputs(embeddings, dense, net.feature_mask())
-    weights = net.gate_weights(inputs[net.config.num_experts:], net.connection_mask())
+    inputs = net.consumer_inputs(embeddings, dense, net.feature_mask(5))
+    weights = net.gate_weights(inputs[net.config.num_experts:], net.connection_mask(5))
     assert torch.all(weights[..., 0] == 0)
     if normalization == "selected":
         torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))

@@ -9,30 +9,76 @@ from omegaconf import OmegaConf
 
 from datasets.schema import Schema
 from modules.multitask import build_multitask_model
+from nas.architecture import Architecture
+from nas.discretization import apply_decisions, is_discretized, next_decisions
+from nas.search_config import parse_nas_config
+from nas.search_space import SearchSpaceConfig
+from nas.supernet import DesanSupernet
 from pipelines.config import ConfigError, parse_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
-CHOICES = [(group, yaml.stem) for group in GROUPS for yaml in sorted((CONF / group).glob("*.yaml"))]
+ENTRY_GROUPS = {"train": ("dataset", "model", "trainer"), "search": ("dataset", "search_space", "search", "trainer")}
+CHOICES = [
+    (entry, group, yaml.stem)
+    for entry, groups in ENTRY_GROUPS.items()
+    for group in groups
+    for yaml in sorted((CONF / group).glob("*.yaml"))
+]
 
 
-def _compose(overrides: list[str]):
+def _compose(overrides: list[str], config_name: str = "train"):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides)
 
 
-@pytest.mark.parametrize("group, choice", CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
-def test_every_config_composes_and_instantiates(group, choice, tiny_aliccp):
-    cfg = _compose([f"{group}={choice}", f"dataset.path={tiny_aliccp}"])
-    config = parse_train_config(cfg)
+@pytest.fixture(scope="module")
+def tiny_architecture(tiny_aliccp, tmp_path_factory) -> Path:
+    """An architecture.json searched (here: randomly discretized) on the tiny dataset's schema."""
+    schema = Schema.load(tiny_aliccp)
+    torch.manual_seed(0)
+    net = DesanSupernet(SearchSpaceConfig(num_experts=2, operations=["skip", "mlp-16"]), schema.sparse_names,
+                        schema.dense_names, schema.task_names)
+    while not is_discretized(net):
+        apply_decisions(net, next_decisions(net, 50))
+    return Architecture.from_supernet(net, schema.fingerprint()).save(tmp_path_factory.mktemp("arch") / "architecture.json")
+
+
+@pytest.mark.parametrize("entry, group, choice", CHOICES, ids=[f"{e}:{g}={c}" for e, g, c in CHOICES])
+def test_every_config_composes_and_instantiates(entry, group, choice, tiny_aliccp, tiny_architecture):
+    overrides = [f"{group}={choice}", f"dataset.path={tiny_aliccp}"]
+    schema = Schema.load(tiny_aliccp)
+    if entry == "search":
+        config = parse_nas_config(_compose(overrides, "search"))
+        model = DesanSupernet(config.search_space, schema.sparse_names, schema.dense_names, schema.task_names)
+    else:
+        if choice == "automtl":
+            overrides.append(f"model.architecture={tiny_architecture}")
+        config = parse_train_config(_compose(overrides))
+        model = build_multitask_model(config.model, schema, device=torch.device("meta"))
     assert getattr(config, group).__class__.__name__.endswith("Config")
-    model = build_multitask_model(config.model, Schema.load(tiny_aliccp), device=torch.device("meta"))
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
-def test_all_groups_are_covered():
-    assert {"dataset", "model", "trainer"} <= set(GROUPS)
+def test_every_config_group_is_used_by_an_entry():
+    assert set(GROUPS) == {group for groups in ENTRY_GROUPS.values() for group in groups}
+
+
+def test_architecture_of_another_schema_is_refused(tiny_architecture, tmp_path):
+    from datasets.synthetic import write_aliccp_like
+
+    other = tmp_path / "other"
+    write_aliccp_like(other, rows=300, progress=False)
+    schema = Schema.load(other)
+    payload = Architecture.load(tiny_architecture).to_dict()
+    payload["schema_fingerprint"] = "0" * 16
+    payload["tasks"] = ["click", "purchase"]
+    path = tmp_path / "architecture.json"
+    Architecture.from_dict(payload).save(path)
+    config = parse_train_config(_compose([f"dataset.path={other}", "model=automtl", f"model.architecture={path}"]))
+    with pytest.raises(ValueError, match=r"tasks: searched on \['click', 'purchase'\]"):
+        build_multitask_model(config.model, schema, device=torch.device("meta"))
 
 
 @pytest.mark.parametrize(
@@ -57,10 +103,11 @@ def test_composed_config_is_struct():
     assert OmegaConf.is_struct(cfg)
 
 
-@pytest.mark.parametrize("override", ["trainer.epochz=3", "+trainer.epochz=3"])
-def test_cli_rejects_unknown_key(override, tmp_path):
+@pytest.mark.parametrize("entry, override", [("pipelines.train", "trainer.epochz=3"), ("pipelines.train", "+trainer.epochz=3"),
+                                             ("nas.search", "+search.epochz=3")])
+def test_cli_rejects_unknown_key(entry, override, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.train", override, f"run_dir={tmp_path / 'run'}"],
+        [sys.executable, "-m", entry, override, f"run_dir={tmp_path / 'run'}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode != 0

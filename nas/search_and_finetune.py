@@ -1,0 +1,108 @@
+"""The whole AutoMTL job: search -> derive -> fine-tune -> test -> explain, writing one run directory.
+
+``run_dir`` receives::
+
+    config.yaml          the resolved NasConfig
+    search_log.jsonl     per search epoch: decisions, alpha/beta snapshots, train loss, valid metrics
+    architecture.json    the searched architecture (nas/architecture.py)
+    supernet/            DCP checkpoint of the discretized supernet
+    finetune/            the fine-tuning Trainer's run dir (metrics.json, checkpoint/, config.yaml)
+    metrics.json         test/valid metrics of the derived model, search and fine-tune timings
+    summary.md           experts, gates, features, average task gate weights
+    decisions.png  auc_curves.png  gate_weights.png
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+from torchrec.distributed.model_parallel import DistributedModelParallel
+
+from common.atomic_files import atomic_write_json, atomic_write_text
+from nas.architecture import Architecture
+from nas.derived import AutoMTLConfig, derive_from_supernet
+from nas.explain import average_task_gate_weights
+from nas.pd_darts import ArchitectureSearch, warm_start
+from nas.report import plot_auc_curves, plot_decision_timeline, plot_gate_heatmap, summary_markdown
+from nas.search_config import NasConfig
+from pipelines.config import TrainConfig
+from pipelines.process_group import destroy_distributed
+from pipelines.trainer import Trainer, check_run_dir, format_results
+
+
+def finetune_config(config: NasConfig, run_dir: Path) -> TrainConfig:
+    """Training config of the derived model: the search's trainer options for ``search.finetune_epochs`` (N3)."""
+    return TrainConfig(
+        dataset=config.dataset,
+        model=AutoMTLConfig(name="automtl", embedding_dim=config.search_space.embedding_dim,
+                            architecture=str(run_dir / "architecture.json")),
+        trainer=replace(config.trainer, epochs=config.search.finetune_epochs),
+        seed=config.seed,
+        run_dir=str(run_dir / "finetune"),
+        overwrite=config.overwrite,
+    )
+
+
+@dataclass
+class SearchRun:
+    """What a search run leaves in memory: its metrics, the architecture and the fine-tuned model."""
+
+    metrics: dict
+    architecture: Architecture
+    model: DistributedModelParallel
+
+
+def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
+    """Search, fine-tune and test; returns the run (on every rank; the process group is closed)."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, config.overwrite)
+    started = time.perf_counter()
+    search = ArchitectureSearch(config, run_dir)
+    try:
+        search.setup()
+        if search.ctx.is_main:
+            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(asdict(config))))
+        architecture = search.search()
+        derived = derive_from_supernet(search.supernet, search.schema.fingerprint())
+        trainer = Trainer(finetune_config(config, run_dir), run_dir / "finetune")
+        trainer.setup(initialize=warm_start(run_dir / "supernet", derived.state_dict()))
+        finetune_started = time.perf_counter()
+        stopping = trainer.fit(evaluate_start=True)
+        finetuned = trainer.test(stopping)
+        gate_weights = average_task_gate_weights(trainer.model, trainer.readers["valid"], trainer.ctx)
+        metrics = {
+            "model": "automtl",
+            "dataset": config.dataset.path,
+            "schema_fingerprint": search.schema.fingerprint(),
+            "world_size": search.ctx.world_size,
+            "num_parameters": {"supernet": search.num_parameters, "derived": trainer.num_parameters},
+            "valid": finetuned["valid"],
+            "test": finetuned["test"],
+            "search": {"epochs": len(search.records), "seconds": search.search_seconds,
+                       "samples_per_s": [r["samples_per_s"] for r in search.records]},
+            "inherited_valid": finetuned["epochs"][0]["valid"],  # derived model with the supernet's weights
+            "finetune": {"best_epoch": finetuned["best_epoch"], "epochs": len(finetuned["epochs"]),
+                         "seconds": time.perf_counter() - finetune_started},
+            "task_gate_weights": {t: gate_weights[i].tolist() for i, t in enumerate(architecture.tasks)},
+            "wall_time_s": time.perf_counter() - started,
+        }
+        if search.ctx.is_main:
+            _write_report(run_dir, search, architecture, derived.used, gate_weights, finetuned, metrics)
+            print(f"\nsearch {metrics['search']['seconds']:.0f}s + fine-tune {metrics['finetune']['seconds']:.0f}s; results in {run_dir}")
+            print(format_results(metrics, search.schema.tasks), flush=True)
+        return SearchRun(metrics, architecture, trainer.model)
+    finally:
+        destroy_distributed()
+
+
+def _write_report(run_dir: Path, search: ArchitectureSearch, architecture: Architecture, used: list[list[int]],
+                  gate_weights: np.ndarray, finetuned: dict, metrics: dict) -> None:
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    atomic_write_text(run_dir / "summary.md", summary_markdown(architecture, gate_weights, used, metrics))
+    plot_decision_timeline(search.records, run_dir / "decisions.png")
+    plot_auc_curves(search.records, finetuned["epochs"], architecture.tasks, run_dir / "auc_curves.png")
+    plot_gate_heatmap(gate_weights, architecture.tasks, [e.name for e in architecture.layers[-1]], run_dir / "gate_weights.png")
