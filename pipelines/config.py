@@ -6,8 +6,8 @@ unknown key (``+trainer.epochz=3``) or a wrong type stops with a message naming 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, fields
+from typing import Any, Optional, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -43,7 +43,7 @@ class TrainerConfig:
     dense_weight_decay: float = 0.0
     embedding_optimizer: str = "rowwise_adagrad"  # fused into the backward pass by TorchRec
     embedding_lr: float = 0.05
-    task_weights: dict[str, float] = field(default_factory=dict)  # missing tasks weigh 1.0
+    task_weights: Optional[dict[str, float]] = None  # e.g. {conversion: 2.0}; unnamed tasks weigh 1.0
     patience: int = 3  # epochs without improvement of `monitor` before stopping
     monitor: str = "auto"  # auto: avg_auc, or avg_mse when every task is a regression
     shuffle_buffer: int = 65536  # rows; 0 reads training data in file order

@@ -38,8 +38,9 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{run_dir} already holds results {existing}; choose another run_dir=... or pass overwrite=true")
 
 
-def task_weight_list(tasks: Sequence[TaskSpec], weights: dict[str, float]) -> list[float]:
+def task_weight_list(tasks: Sequence[TaskSpec], weights: dict[str, float] | None) -> list[float]:
     """Per-task loss weights in schema order (1.0 where not given); unknown task names are an error."""
+    weights = weights or {}
     unknown = sorted(set(weights) - {t.name for t in tasks})
     if unknown:
         raise ConfigError(f"trainer.task_weights names unknown task(s) {unknown}; tasks are {[t.name for t in tasks]}")

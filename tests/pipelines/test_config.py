@@ -98,6 +98,11 @@ def test_bad_config_is_rejected_with_the_key_named(overrides, message):
         parse_train_config(_compose(overrides))
 
 
+def test_task_weights_can_be_given_on_the_command_line():
+    config = parse_train_config(_compose(["trainer.task_weights={conversion: 2.5}"]))
+    assert config.trainer.task_weights == {"conversion": 2.5}
+
+
 def test_composed_config_is_struct():
     cfg = _compose([])
     assert OmegaConf.is_struct(cfg)
