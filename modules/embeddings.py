@@ -14,21 +14,27 @@ def table_name(feature_name: str) -> str:
     return f"t_{feature_name}"
 
 
+MULTI_HOT_POOLINGS = {"mean": PoolingType.MEAN, "sum": PoolingType.SUM}
+
+
 def build_embedding_bag_collection(
-    schema: Schema, embedding_dim: int, device: torch.device | None = None, pooling: PoolingType = PoolingType.SUM
+    schema: Schema, embedding_dim: int, device: torch.device | None = None, multi_hot_pooling: str = "mean"
 ) -> EmbeddingBagCollection:
     """One table of ``cardinality x embedding_dim`` per sparse field, keyed and ordered as the schema.
 
     Build it on ``torch.device("meta")`` for DistributedModelParallel, which materializes each
-    shard on its rank. Multi-hot bags are pooled with ``pooling`` (sum by default).
+    shard on its rank. Multi-hot bags are pooled by ``multi_hot_pooling`` (``mean``, the usual choice
+    for behaviour and tag fields of varying length, or ``sum``); single-hot fields hold one id each.
     """
+    if multi_hot_pooling not in MULTI_HOT_POOLINGS:
+        raise ValueError(f"multi_hot_pooling must be one of {sorted(MULTI_HOT_POOLINGS)}, got '{multi_hot_pooling}'")
     tables = [
         EmbeddingBagConfig(
             name=table_name(feature.name),
             embedding_dim=embedding_dim,
             num_embeddings=feature.cardinality,
             feature_names=[feature.name],
-            pooling=pooling,
+            pooling=MULTI_HOT_POOLINGS[multi_hot_pooling] if feature.multi_hot else PoolingType.SUM,
         )
         for feature in schema.sparse
     ]

@@ -75,5 +75,7 @@ class MultiTaskTrain(nn.Module):
 def build_multitask_model(config: ModelConfig, schema: Schema, device: torch.device | None = None) -> MultiTaskModel:
     """The registered dense arch ``config.name`` over an EBC built from ``schema`` on ``device``."""
     dense_arch = model_entry(config.name).build(config, schema)
-    sparse_arch = build_embedding_bag_collection(schema, config.embedding_dim, device) if schema.sparse else None
+    sparse_arch = (
+        build_embedding_bag_collection(schema, config.embedding_dim, device, config.multi_hot_pooling) if schema.sparse else None
+    )
     return MultiTaskModel(sparse_arch, dense_arch, schema.sparse_names, config.embedding_dim)

@@ -8,6 +8,7 @@ from typing import Callable, Generic, TypeVar
 from torch import nn
 
 from datasets.schema import Schema
+from modules.embeddings import MULTI_HOT_POOLINGS
 
 
 @dataclass
@@ -16,10 +17,13 @@ class ModelConfig:
 
     name: str = "???"
     embedding_dim: int = 16
+    multi_hot_pooling: str = "mean"  # or "sum"
 
     def __post_init__(self) -> None:
         if self.embedding_dim < 1:
             raise ValueError(f"model.embedding_dim must be >= 1, got {self.embedding_dim}")
+        if self.multi_hot_pooling not in MULTI_HOT_POOLINGS:
+            raise ValueError(f"model.multi_hot_pooling must be one of {sorted(MULTI_HOT_POOLINGS)}, got '{self.multi_hot_pooling}'")
 
 
 ConfigT = TypeVar("ConfigT", bound=ModelConfig)

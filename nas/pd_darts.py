@@ -64,7 +64,8 @@ class ArchitectureSearch:
         run = prepare_run(config.dataset.path, trainer, config.seed)
         self.ctx, self.schema, self.readers = run.ctx, run.schema, run.readers
         supernet = DesanSupernet(config.search_space, self.schema.sparse_names, self.schema.dense_names, self.schema.task_names)
-        sparse_arch = build_embedding_bag_collection(self.schema, config.search_space.embedding_dim, torch.device("meta"))
+        space = config.search_space
+        sparse_arch = build_embedding_bag_collection(self.schema, space.embedding_dim, torch.device("meta"), space.multi_hot_pooling)
         module = MultiTaskTrain(
             MultiTaskModel(sparse_arch, supernet, self.schema.sparse_names, config.search_space.embedding_dim),
             self.schema.tasks,

@@ -39,6 +39,7 @@ def finetune_config(config: NasConfig, run_dir: Path) -> TrainConfig:
     return TrainConfig(
         dataset=config.dataset,
         model=AutoMTLConfig(name="automtl", embedding_dim=config.search_space.embedding_dim,
+                            multi_hot_pooling=config.search_space.multi_hot_pooling,
                             architecture=str(run_dir / "architecture.json")),
         trainer=replace(config.trainer, epochs=config.search.finetune_epochs),
         seed=config.seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from modules.embeddings import MULTI_HOT_POOLINGS
 from nas.operations import build_operation
 
 PAPER_OPERATIONS = ["skip", "linear", "mlp-16", "mlp-32", "mlp-64", "mlp-128", "mlp-256", "mlp-512", "mlp-1024"]
@@ -29,6 +30,7 @@ class SearchSpaceConfig:
 
     name: str = "desan"
     embedding_dim: int = 16
+    multi_hot_pooling: str = "mean"  # pooling of multi-hot fields' embeddings: mean or sum
     num_layers: int = 2  # MoE layers, as PLE / AdaTT in paper 001
     num_experts: int = 8  # per layer (paper keeps MoE models at 8)
     num_blocks: int = 3  # mixture-of-operations blocks per expert
@@ -44,6 +46,8 @@ class SearchSpaceConfig:
         for key in ("embedding_dim", "num_layers", "num_experts", "num_blocks", "block_width"):
             if getattr(self, key) < 1:
                 raise ValueError(f"search_space.{key} must be >= 1, got {getattr(self, key)}")
+        if self.multi_hot_pooling not in MULTI_HOT_POOLINGS:
+            raise ValueError(f"search_space.multi_hot_pooling must be one of {sorted(MULTI_HOT_POOLINGS)}, got '{self.multi_hot_pooling}'")
         if self.gate_normalization not in GATE_NORMALIZATIONS:
             raise ValueError(f"search_space.gate_normalization must be one of {GATE_NORMALIZATIONS}, got '{self.gate_normalization}'")
         if self.selection_sampling not in SELECTION_SAMPLINGS:
