@@ -24,7 +24,7 @@ from typing import Any
 from common.atomic_files import atomic_write_json
 from datasets.schema import Schema
 from nas.discretization import is_discretized
-from nas.search_space import expert_name
+from nas.search_space import expert_name, task_gate_name
 from nas.supernet import DesanSupernet
 
 ARCHITECTURE_VERSION = 1
@@ -92,6 +92,26 @@ class Architecture:
     @property
     def num_experts(self) -> int:
         return len(self.layers[0])
+
+    def features_feeding(self, task: str) -> set[str]:
+        """Every input feature that reaches ``task``: read by its gate, or by any expert or gate below it."""
+        gates = {g.name: g for g in self.gates}
+        layer_of = {e.name: (layer, e) for layer, experts in enumerate(self.layers) for e in experts}
+        task_gate = gates[task_gate_name(task)]
+        features, frontier, seen = set(task_gate.features), list(task_gate.experts), set()
+        while frontier:
+            name = frontier.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            layer, expert = layer_of[name]
+            if layer == 0:
+                features |= set(expert.features)
+            else:
+                gate = gates[f"{name}.gate"]
+                features |= set(gate.features)
+                frontier.extend(gate.experts)
+        return features
 
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)

@@ -92,6 +92,12 @@ def summary_markdown(architecture: Architecture, gate_weights: np.ndarray, used:
         owner = gate.name.removesuffix(".gate")
         if gate.name.startswith("task.") or owner in used_names:
             lines.append(f"| {gate.name} | {', '.join(gate.experts)} | {', '.join(gate.features)} |")
+    inputs = architecture.sparse_features + architecture.dense_features
+    lines += ["", "## Features each task reads (through its gate, experts and their gates)", "",
+              "| task | features | not read |", "|---|---|---|"]
+    for task in architecture.tasks:
+        read = architecture.features_feeding(task)
+        lines.append(f"| {task} | {', '.join(f for f in inputs if f in read)} | {', '.join(f for f in inputs if f not in read)} |")
     experts = [e.name for e in architecture.layers[-1]]
     lines += ["", "## Average task gate weight per expert (validation data)", "",
               "| task | " + " | ".join(experts) + " |", "|---|" + "---|" * len(experts)]

@@ -63,6 +63,24 @@ def test_architecture_json_round_trips(tmp_path):
     assert rebuilt(torch.randn(2, 3, 4), torch.randn(2, 2)).shape == (2, 2)
 
 
+def test_features_feeding_a_task_follow_kept_connections():
+    net = _discretized(6)
+    with torch.no_grad():
+        net.connection_kept.fill_(False)
+        net.connection_kept[-1, 1] = True  # buy <- layer2.expert2
+        net.connection_kept[-2, 0] = True  # click <- layer2.expert1
+        net.connection_kept[1, 2] = True  # layer2.expert2 <- layer1.expert3
+        net.connection_kept[0, 0] = True  # layer2.expert1 <- layer1.expert1
+        net.feature_kept.fill_(False)
+        net.feature_kept[0, 0] = True  # layer1.expert1 reads user
+        net.feature_kept[2, 1] = True  # layer1.expert3 reads item
+        net.feature_kept[4, 3] = True  # layer2.expert2.gate reads price
+        net.feature_kept[3:, 4] = True  # every gate reads age
+    architecture = Architecture.from_supernet(net, SCHEMA.fingerprint())
+    assert architecture.features_feeding("click") == {"user", "age"}
+    assert architecture.features_feeding("buy") == {"item", "price", "age"}
+
+
 def test_undiscretized_supernet_has_no_architecture():
     with pytest.raises(ArchitectureError, match="undecided"):
         Architecture.from_supernet(small_supernet(), SCHEMA.fingerprint())

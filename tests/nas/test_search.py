@@ -1,0 +1,126 @@
+"""The search end to end: CLI artefacts and determinism, planted structure, and 2 gloo ranks in step."""
+
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from datasets.schema import Schema
+from datasets.synthetic import write_aliccp_like
+from nas.architecture import Architecture
+from nas.pd_darts import ArchitectureSearch
+from nas.search_and_finetune import run_search
+from nas.search_config import NasConfig, parse_nas_config
+from pipelines.process_group import destroy_distributed
+from tests.distributed.spawn import run_on_ranks
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["search_space=small", "search_space.num_experts=2", "search_space.operations=[skip,linear,mlp-16]",
+        "search.epochs=4", "search.finetune_epochs=1", "trainer.batch_size=256", "trainer.eval_batch_size=1024",
+        "trainer.max_steps_per_epoch=4", "trainer.progress=false"]
+
+
+def _config(overrides: list[str]) -> NasConfig:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return parse_nas_config(compose(config_name="search", overrides=overrides))
+
+
+def _run_cli(data: Path, run_dir: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "nas/search.py", f"dataset.path={data}", f"run_dir={run_dir}"] + TINY
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_architecture(tiny_aliccp, tmp_path):
+    first, second = _run_cli(tiny_aliccp, tmp_path / "a"), _run_cli(tiny_aliccp, tmp_path / "b")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    run = tmp_path / "a"
+    assert (run / "architecture.json").read_text() == (tmp_path / "b" / "architecture.json").read_text()
+    architecture = Architecture.load(run / "architecture.json")
+    assert architecture.schema_fingerprint == Schema.load(tiny_aliccp).fingerprint()
+
+    log = [json.loads(line) for line in (run / "search_log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in log] == ["warmup_weights", "warmup_joint", "discretize", "discretize"]
+    assert log[-1]["undecided"] == 0 and all(r["decisions"] for r in log[2:])
+    assert {"alpha", "feature_beta", "connection_beta", "train_loss", "valid"} <= set(log[0])
+    # Warm-up 1 trains only w (alpha and beta stay at their initial values); warm-up 2 moves them.
+    initial_keep = round(float(torch.sigmoid(torch.tensor(0.5))), 5)
+    assert {p for row in log[0]["feature_beta"].values() for p in row.values()} == {initial_keep}
+    assert log[1]["feature_beta"] != log[0]["feature_beta"] and log[1]["alpha"] != log[0]["alpha"]
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    # The derived model, warm-started from the supernet, scores exactly what the discretized supernet scored.
+    assert metrics["inherited_valid"]["click"]["auc"] == pytest.approx(log[-1]["valid"]["click"]["auc"], abs=1e-9)
+    assert set(metrics["test"]) >= {"click", "conversion", "avg_auc"}
+    for name in ("decisions.png", "auc_curves.png", "gate_weights.png"):
+        assert (run / name).stat().st_size > 1000
+    summary = (run / "summary.md").read_text()
+    assert "layer1.expert" in summary and "task.click.gate" in summary
+    assert (run / "finetune" / "checkpoint" / "meta.json").is_file()
+    assert "click" in first.stdout and "test" in first.stdout
+
+
+def _planted_search(rank: int, config: NasConfig, run_dir: str) -> dict:
+    search = ArchitectureSearch(config, run_dir)
+    try:
+        search.setup()
+        architecture = search.search()
+        return {
+            "keep": torch.sigmoid(search.supernet.feature_beta.detach()).numpy(),
+            "consumers": search.supernet.consumer_names,
+            "inputs": search.supernet.sparse_names + search.supernet.dense_names,
+            "architecture": architecture.to_dict(),
+        }
+    finally:
+        destroy_distributed()
+
+
+@pytest.mark.slow
+def test_search_ranks_planted_drivers_above_noise_and_keeps_them_for_their_task(tmp_path):
+    """make search's schedule on 300k planted rows; conversion, the rare task, weighs 4x so its drivers get gradient."""
+    data = tmp_path / "planted"
+    write_aliccp_like(data, rows=300_000, seed=0, progress=False)
+    config = _config([f"dataset.path={data}", "search_space=small", "search=fast", "trainer.max_steps_per_epoch=40",
+                      "trainer.progress=false", "trainer.task_weights={conversion: 4.0}"])
+    (tmp_path / "run").mkdir()
+    result = run_on_ranks(_planted_search, 1, tmp_path / "out", config, str(tmp_path / "run"))[0]
+    planted = Schema.load(data).metadata["planted"]
+    experts = [i for i, name in enumerate(result["consumers"]) if name.startswith("layer1.")]
+    keep = {name: float(result["keep"][experts, j].mean()) for j, name in enumerate(result["inputs"])}
+    noise = [keep[f] for f in planted["noise"]["sparse"] + planted["noise"]["dense"]]
+    drivers = {task: planted[task]["sparse"] + planted[task]["dense"] for task in ("click", "conversion")}
+    median_noise = statistics.median(noise)
+    below = sorted(f for f in set(drivers["click"] + drivers["conversion"]) if keep[f] <= median_noise)
+    # Every click driver, and all conversion drivers but at most one (the rare task's multi-hot 853 is the
+    # weakest signal), rank above the median noise field.
+    assert all(keep[f] > median_noise for f in drivers["click"]), (keep, median_noise)
+    assert len(below) <= 1 and set(below) <= set(drivers["conversion"]), (below, keep, median_noise)
+    architecture = Architecture.from_dict(result["architecture"])
+    for task, fields in drivers.items():
+        assert set(fields) <= architecture.features_feeding(task), task
+
+
+def _search_on_rank(rank: int, config: NasConfig, run_dir: str) -> dict:
+    run = run_search(config, run_dir)
+    dense = {k: v.detach().clone() for k, v in run.model.module.model.dense_arch.state_dict().items()}
+    return {"architecture": run.architecture.to_dict(), "dense": dense, "test": run.metrics["test"]}
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_rank_search_takes_identical_decisions_and_fine_tunes_identical_weights(tiny_aliccp, tmp_path):
+    config = _config([f"dataset.path={tiny_aliccp}", "trainer.sharding_type=table_wise"] + TINY)
+    first, second = run_on_ranks(_search_on_rank, 2, tmp_path / "out", config, str(tmp_path / "run"))
+    assert first["architecture"] == second["architecture"]
+    assert first["dense"].keys() == second["dense"].keys()
+    for name, value in first["dense"].items():
+        torch.testing.assert_close(value, second["dense"][name], rtol=0, atol=0)
+    assert first["test"] == second["test"]
+    assert json.loads((tmp_path / "run" / "architecture.json").read_text()) == first["architecture"]
