@@ -16,7 +16,7 @@ PINS := $(PYTHON_BOOT) scripts/pins.py
 SYNTHETIC_DIR := data/synthetic_aliccp
 SYNTHETIC_ROWS ?= 300000
 
-.PHONY: install install-cuda train test data clean-venv
+.PHONY: install install-cuda search train test data clean-venv
 
 install: $(STAMP)
 
@@ -42,6 +42,15 @@ $(SYNTHETIC_DIR)/schema.json: $(STAMP)
 	$(PY) -m datasets.synthetic aliccp_like --rows $(SYNTHETIC_ROWS) --seed 0 --out $(SYNTHETIC_DIR) --overwrite
 
 data: $(SYNTHETIC_DIR)/schema.json
+
+# The main job: AutoMTL search + fine-tune on the embedded synthetic data (runs/make-search), MMoE
+# trained by the same pipeline on the same data and budget (runs/make-search-mmoe), and a table of both.
+search: data
+	$(PY) -m nas.search dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-search overwrite=true \
+		search_space=small search=fast trainer=fast
+	$(PY) -m pipelines.train dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-search-mmoe overwrite=true \
+		model=mmoe trainer=fast
+	$(PY) -m pipelines.compare_runs runs/make-search runs/make-search-mmoe
 
 # Trains MMoE on the embedded synthetic data; results in runs/make-train (replaced on each `make train`).
 train: data

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from torchx_components.train import train
+from torchx_components.train import search, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,6 +19,7 @@ def test_component_runs_the_training_module_on_every_rank():
     assert "--nproc_per_node 4" in command
     assert "-m pipelines.train" in command
     assert command.index("trainer.epochs=1") < command.index("run_dir=runs/x")
+    assert "-m nas.search" in " ".join(search("search=fast").roles[0].args)
 
 
 @pytest.mark.slow
