@@ -28,6 +28,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def read_json(path: Path, error: type[Exception], what: str) -> Any:
+    """Parse the JSON file ``path``; a missing file or bad JSON raises ``error`` naming the file."""
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as problem:
+        raise error(f"{path}: not valid JSON ({problem})") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

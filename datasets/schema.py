@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from common.atomic_files import atomic_write_json
+from common.atomic_files import atomic_write_json, read_json
 
 SCHEMA_FILE = "schema.json"
 SCHEMA_VERSION = 1
@@ -154,10 +154,4 @@ class Schema:
         path = Path(folder)
         if path.is_dir():
             path = path / SCHEMA_FILE
-        if not path.is_file():
-            raise SchemaError(f"schema file not found: {path}")
-        try:
-            payload = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise SchemaError(f"{path}: not valid JSON ({error})") from None
-        return cls.from_dict(payload, source=str(path))
+        return cls.from_dict(read_json(path, SchemaError, "schema file"), source=str(path))

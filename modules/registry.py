@@ -59,6 +59,3 @@ def model_entry(name: str) -> ModelEntry:
         raise KeyError(f"unknown model '{name}'; known models: {sorted(_MODELS)}")
     return _MODELS[name]
 
-
-def model_names() -> list[str]:
-    return sorted(_MODELS)

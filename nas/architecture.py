@@ -16,12 +16,11 @@ are dropped when the derived model is built.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.atomic_files import atomic_write_json
+from common.atomic_files import atomic_write_json, read_json
 from datasets.schema import Schema
 from nas.discretization import is_discretized
 from nas.search_space import expert_name, task_gate_name
@@ -89,10 +88,6 @@ class Architecture:
         return cls(schema_fingerprint, list(supernet.task_names), list(supernet.sparse_names), list(supernet.dense_names),
                    config.embedding_dim, config.block_width, list(config.tower_hidden), config.gate_normalization, layers, gates)
 
-    @property
-    def num_experts(self) -> int:
-        return len(self.layers[0])
-
     def features_feeding(self, task: str) -> set[str]:
         """Every input feature that reaches ``task``: read by its gate, or by any expert or gate below it."""
         gates = {g.name: g for g in self.gates}
@@ -136,13 +131,7 @@ class Architecture:
     @classmethod
     def load(cls, path: str | Path) -> "Architecture":
         path = Path(path)
-        if not path.is_file():
-            raise ArchitectureError(f"architecture file not found: {path}")
-        try:
-            payload = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ArchitectureError(f"{path}: not valid JSON ({error})") from None
-        return cls.from_dict(payload, source=str(path))
+        return cls.from_dict(read_json(path, ArchitectureError, "architecture file"), source=str(path))
 
     def check_schema(self, schema: Schema, source: str = "architecture") -> None:
         """Raise ArchitectureError, naming what differs, unless ``schema`` is the one searched on."""

@@ -44,15 +44,16 @@ def snapshot(supernet: DesanSupernet) -> dict:
         connections = torch.sigmoid(supernet.connection_beta).tolist()
     return {
         "alpha": {
-            f"{expert_name(layer, j)}.block{k + 1}": dict(zip(operations, (round(w, 5) for w in block)))
+            f"{expert_name(layer, j)}.block{k + 1}": dict(zip(operations, (round(w, 5) for w in block), strict=True))
             for layer, experts in enumerate(weights) for j, blocks in enumerate(experts) for k, block in enumerate(blocks)
         },
         "feature_beta": {
-            name: dict(zip(inputs, (round(p, 5) for p in row))) for name, row in zip(supernet.consumer_names, features)
+            name: dict(zip(inputs, (round(p, 5) for p in row), strict=True))
+            for name, row in zip(supernet.consumer_names, features, strict=True)
         },
         "connection_beta": {
             name: {lower_expert_name(supernet, g, i): round(p, 5) for i, p in enumerate(row)}
-            for g, (name, row) in enumerate(zip(supernet.gate_names, connections))
+            for g, (name, row) in enumerate(zip(supernet.gate_names, connections, strict=True))
         },
     }
 
@@ -62,6 +63,3 @@ def append_record(path: Path, record: dict) -> None:
     with open(path, "a") as handle:
         handle.write(json.dumps(record) + "\n")
 
-
-def read_records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

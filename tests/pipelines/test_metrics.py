@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from datasets.schema import TaskSpec
-from pipelines.metrics import auc, grouped_auc, logloss, task_metrics
+from pipelines.metrics import auc, grouped_auc, task_metrics
 
 
 def _pairwise_auc(scores, labels):
