@@ -21,7 +21,6 @@ import torch.distributed.checkpoint as dcp
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
-from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from modules.embeddings import build_embedding_bag_collection
 from modules.multitask import MultiTaskModel, MultiTaskTrain
@@ -32,7 +31,7 @@ from nas.search_log import append_record, describe, snapshot
 from nas.supernet import DesanSupernet
 from pipelines.checkpoint import save_checkpoint
 from pipelines.evaluation import evaluate
-from pipelines.sharding import shard_model
+from pipelines.sharding import adam, dense_parameters, shard_model
 from pipelines.trainer import count_parameters, prepare_run, task_weight_list, train_epoch
 
 DECISION_BUFFERS = ("block_decided", "block_choice", "feature_decided", "feature_kept", "connection_decided", "connection_kept")
@@ -46,10 +45,6 @@ class PausableOptimizer(KeyedOptimizerWrapper):
     def step(self, closure=None) -> None:
         if self.active:
             super().step(closure)
-
-
-def adam(parameters: dict[str, torch.nn.Parameter], lr: float, weight_decay: float, cls=KeyedOptimizerWrapper):
-    return cls(parameters, lambda params: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay))
 
 
 class ArchitectureSearch:
@@ -77,7 +72,7 @@ class ArchitectureSearch:
                                  static_graph=False)
         self.supernet: DesanSupernet = self.model.module.model.dense_arch
         architecture_ids = {id(p) for p in self.supernet.architecture_parameters()}
-        named = dict(in_backward_optimizer_filter(self.model.named_parameters()))
+        named = dense_parameters(self.model)
         weights = {n: p for n, p in named.items() if id(p) not in architecture_ids}
         architecture = {n: p for n, p in named.items() if id(p) in architecture_ids}
         self.architecture_optimizer = adam(architecture, config.search.arch_lr, config.search.arch_weight_decay, PausableOptimizer)

@@ -71,8 +71,18 @@ def shard_model(
     return DistributedModelParallel(module, device=ctx.device, plan=plan, data_parallel_wrapper=wrapper)
 
 
+def dense_parameters(model: DistributedModelParallel) -> dict[str, nn.Parameter]:
+    """The parameters that no fused (in-backward) optimizer updates: dense archs, data-parallel tables aside."""
+    return dict(in_backward_optimizer_filter(model.named_parameters()))
+
+
+def adam(
+    parameters: dict[str, nn.Parameter], lr: float, weight_decay: float = 0.0, wrapper: type[KeyedOptimizerWrapper] = KeyedOptimizerWrapper
+) -> KeyedOptimizerWrapper:
+    """A keyed Adam over ``parameters`` (``wrapper`` may be a subclass that changes when it steps)."""
+    return wrapper(parameters, lambda params: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay))
+
+
 def build_optimizer(model: DistributedModelParallel, dense_lr: float, weight_decay: float = 0.0) -> CombinedOptimizer:
     """Adam over the dense (non-fused) parameters, combined with DMP's fused embedding optimizer."""
-    dense_parameters = dict(in_backward_optimizer_filter(model.named_parameters()))
-    dense = KeyedOptimizerWrapper(dense_parameters, lambda params: torch.optim.Adam(params, lr=dense_lr, weight_decay=weight_decay))
-    return CombinedOptimizer([model.fused_optimizer, dense])
+    return CombinedOptimizer([model.fused_optimizer, adam(dense_parameters(model), dense_lr, weight_decay)])
