@@ -32,7 +32,7 @@ from nas.supernet import DesanSupernet
 from pipelines.checkpoint import save_checkpoint
 from pipelines.evaluation import evaluate
 from pipelines.sharding import adam, dense_parameters, shard_model
-from pipelines.trainer import count_parameters, prepare_run, task_weight_list, train_epoch
+from pipelines.trainer import count_parameters, epoch_steps, prepare_run, task_scores_text, task_weight_list, train_epoch
 
 DECISION_BUFFERS = ("block_decided", "block_choice", "feature_decided", "feature_kept", "connection_decided", "connection_kept")
 
@@ -58,11 +58,11 @@ class ArchitectureSearch:
         config, trainer = self.config, self.config.trainer
         run = prepare_run(config.dataset.path, trainer, config.seed)
         self.ctx, self.schema, self.readers = run.ctx, run.schema, run.readers
-        supernet = DesanSupernet(config.search_space, self.schema.sparse_names, self.schema.dense_names, self.schema.task_names)
         space = config.search_space
+        supernet = DesanSupernet(space, self.schema.sparse_names, self.schema.dense_names, self.schema.task_names)
         sparse_arch = build_embedding_bag_collection(self.schema, space.embedding_dim, torch.device("meta"), space.multi_hot_pooling)
         module = MultiTaskTrain(
-            MultiTaskModel(sparse_arch, supernet, self.schema.sparse_names, config.search_space.embedding_dim),
+            MultiTaskModel(sparse_arch, supernet, self.schema.sparse_names, space.embedding_dim),
             self.schema.tasks,
             task_weight_list(self.schema.tasks, trainer.task_weights),
         )
@@ -129,7 +129,7 @@ class ArchitectureSearch:
         trainer = self.config.trainer
         self.architecture_optimizer.active = stage != "warmup_weights"
         reader = self.readers["train"]
-        steps = min(len(reader), trainer.max_steps_per_epoch or len(reader))
+        steps = epoch_steps(reader, trainer.max_steps_per_epoch)
         self.model.train()
         record = {"epoch": epoch, "stage": stage, "decisions": decisions}
         record.update(train_epoch(self.pipeline, itertools.islice(reader.epoch(epoch), steps), steps,
@@ -140,9 +140,9 @@ class ArchitectureSearch:
         self.records.append(record)
         if self.ctx.is_main:
             append_record(self.log_path, record)
-            aucs = " ".join(f"{t}={record['valid'][t].get('auc', record['valid'][t].get('mse')):.4f}" for t in self.schema.task_names)
             print(f"search epoch {epoch} [{stage}]: {len(decisions)} decisions, {record['undecided']} undecided, "
-                  f"train_loss={record['train_loss']:.4f} {record['samples_per_s']:.0f} samples/s | valid {aucs}", flush=True)
+                  f"train_loss={record['train_loss']:.4f} {record['samples_per_s']:.0f} samples/s | "
+                  f"valid {task_scores_text(record['valid'], self.schema.tasks)}", flush=True)
 
 
 def warm_start(supernet_checkpoint: Path, derived_state: dict[str, torch.Tensor]) -> Callable[[DistributedModelParallel], None]:

@@ -15,11 +15,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 from torchrec.distributed.model_parallel import DistributedModelParallel
 
 from common.atomic_files import atomic_write_json, atomic_write_text
@@ -31,7 +30,7 @@ from nas.report import plot_auc_curves, plot_decision_timeline, plot_gate_heatma
 from nas.search_config import NasConfig
 from pipelines.config import TrainConfig
 from pipelines.process_group import destroy_distributed
-from pipelines.trainer import Trainer, check_run_dir, format_results
+from pipelines.trainer import Trainer, check_run_dir, format_results, write_resolved_config
 
 
 def finetune_config(config: NasConfig, run_dir: Path) -> TrainConfig:
@@ -66,7 +65,7 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
     try:
         search.setup()
         if search.ctx.is_main:
-            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(asdict(config))))
+            write_resolved_config(run_dir, config)
         architecture = search.search()
         derived = derive_from_supernet(search.supernet, search.schema.fingerprint())
         trainer = Trainer(finetune_config(config, run_dir), run_dir / "finetune")
