@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from datasets.schema import Schema
-from modules.mlp import MLP, TaskTowers
+from modules.mlp import TaskTowers
+from modules.moe_blocks import ExpertGroup, flat_features
 from modules.registry import ModelConfig, register_model
 
 
@@ -33,7 +34,7 @@ class MMoE(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.experts = nn.ModuleList(MLP(input_dim, expert_hidden, dropout) for _ in range(num_experts))
+        self.experts = ExpertGroup(input_dim, num_experts, expert_hidden, dropout)
         self.gates = nn.Linear(input_dim, num_tasks * num_experts)
         self.num_tasks, self.num_experts = num_tasks, num_experts
         self.towers = TaskTowers(expert_hidden[-1], num_tasks, tower_hidden, dropout)
@@ -44,8 +45,8 @@ class MMoE(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """``embeddings [B, S, E]``, ``dense [B, D]`` -> logits ``[B, num_tasks]``."""
-        features = torch.cat([embeddings.flatten(1), dense], dim=1)
-        experts = torch.stack([expert(features) for expert in self.experts], dim=1)  # [B, E, H]
+        features = flat_features(embeddings, dense)
+        experts = self.experts(features)  # [B, E, H]
         mixed = torch.bmm(self.gate_weights(features), experts)  # [B, T, H]
         return self.towers(mixed)
 

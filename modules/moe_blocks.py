@@ -1,0 +1,41 @@
+"""Expert groups and softmax gates shared by the MoE baselines (MMoE, ML-MMoE, CGC, PLE)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from modules.mlp import MLP
+
+
+class ExpertGroup(nn.Module):
+    """``num_experts`` MLP experts reading the same input: ``[B, in] -> [B, num_experts, hidden[-1]]``."""
+
+    def __init__(self, in_features: int, num_experts: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(MLP(in_features, hidden, dropout) for _ in range(num_experts))
+        self.out_features = hidden[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([expert(x) for expert in self.experts], dim=1)
+
+
+class SoftmaxGate(nn.Module):
+    """Mixes ``[B, n, H]`` expert outputs by ``softmax(W x)``; ``weights`` exposes the ``[B, n]`` mixture."""
+
+    def __init__(self, in_features: int, num_experts: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, num_experts)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).softmax(dim=-1)
+
+    def forward(self, x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(self.weights(x).unsqueeze(1), experts).squeeze(1)
+
+
+def flat_features(embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """The dense archs' common input: pooled embeddings flattened next to the dense features, ``[B, S*E + D]``."""
+    return torch.cat([embeddings.flatten(1), dense], dim=1)

@@ -1,0 +1,52 @@
+"""Every hand-designed baseline trains a step on 2 and on 3 tasks with the right output shape."""
+
+import pytest
+import torch
+
+from modules.moe_blocks import ExpertGroup, SoftmaxGate
+from modules.multitask import MultiTaskTrain, build_multitask_model
+from modules.registry import model_entry
+from tests.modules.test_mmoe import _batch, _schema
+
+BASELINES = ["single_task", "shared_bottom", "mmoe", "ml_mmoe", "cgc", "ple"]
+SMALL = {
+    "single_task": {"bottom_hidden": [16, 8]},
+    "shared_bottom": {"bottom_hidden": [16, 8], "tower_hidden": [8]},
+    "mmoe": {"num_experts": 3, "expert_hidden": [16, 8], "tower_hidden": [8]},
+    "ml_mmoe": {"num_experts": 3, "expert_hidden": [16, 8], "tower_hidden": [8]},
+    "cgc": {"specific_experts": 1, "shared_experts": 2, "expert_hidden": [16, 8], "tower_hidden": [8]},
+    "ple": {"specific_experts": 1, "shared_experts": 2, "expert_hidden": [16, 8], "tower_hidden": [8]},
+}
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3])
+@pytest.mark.parametrize("name", BASELINES)
+def test_baseline_trains_one_step_with_one_logit_per_task(name, num_tasks):
+    schema = _schema(num_tasks)
+    config = model_entry(name).config_class(name=name, embedding_dim=4, **SMALL[name])
+    torch.manual_seed(0)
+    train = MultiTaskTrain(build_multitask_model(config, schema), schema.tasks)
+    optimizer = torch.optim.Adam(train.parameters(), lr=0.01)
+    batch = _batch(schema, rows=16)
+    before = {n: p.detach().clone() for n, p in train.named_parameters()}
+    loss, (_, logits, _) = train(batch)
+    loss.backward()
+    optimizer.step()
+    assert logits.shape == (16, num_tasks) and torch.isfinite(loss)
+    dense_arch = {n: p for n, p in train.named_parameters() if ".dense_arch." in f".{n}"}
+    assert all(not torch.equal(before[n], p) for n, p in dense_arch.items() if p.grad is not None)
+    assert sum(p.grad is not None for p in dense_arch.values()) == len(dense_arch)  # every weight is used
+
+
+def test_ple_levels_and_cgc_default():
+    assert model_entry("cgc").config_class(name="cgc").num_levels == 1
+    assert model_entry("ple").config_class(name="ple").num_levels == 2
+
+
+def test_softmax_gate_mixes_with_weights_summing_to_one():
+    gate, experts = SoftmaxGate(5, 4), ExpertGroup(5, 4, [6, 3])
+    x = torch.randn(7, 5)
+    weights = gate.weights(x)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(7))
+    outputs = experts(x)
+    torch.testing.assert_close(gate(x, outputs), (weights.unsqueeze(-1) * outputs).sum(1))
