@@ -8,7 +8,7 @@ from modules.multitask import MultiTaskTrain, build_multitask_model
 from modules.registry import model_entry
 from tests.modules.test_mmoe import _batch, _schema
 
-BASELINES = ["single_task", "shared_bottom", "mmoe", "ml_mmoe", "cgc", "ple"]
+BASELINES = ["single_task", "shared_bottom", "mmoe", "ml_mmoe", "cgc", "ple", "aitm", "adatt"]
 SMALL = {
     "single_task": {"bottom_hidden": [16, 8]},
     "shared_bottom": {"bottom_hidden": [16, 8], "tower_hidden": [8]},
@@ -16,6 +16,8 @@ SMALL = {
     "ml_mmoe": {"num_experts": 3, "expert_hidden": [16, 8], "tower_hidden": [8]},
     "cgc": {"specific_experts": 1, "shared_experts": 2, "expert_hidden": [16, 8], "tower_hidden": [8]},
     "ple": {"specific_experts": 1, "shared_experts": 2, "expert_hidden": [16, 8], "tower_hidden": [8]},
+    "aitm": {"tower_hidden": [16, 8]},
+    "adatt": {"specific_experts": 1, "shared_experts": 2, "expert_hidden": [16, 8], "tower_hidden": [8]},
 }
 
 
@@ -50,3 +52,16 @@ def test_softmax_gate_mixes_with_weights_summing_to_one():
     torch.testing.assert_close(weights.sum(-1), torch.ones(7))
     outputs = experts(x)
     torch.testing.assert_close(gate(x, outputs), (weights.unsqueeze(-1) * outputs).sum(1))
+
+
+def test_aitm_passes_information_only_from_earlier_to_later_tasks():
+    schema = _schema(3)
+    config = model_entry("aitm").config_class(name="aitm", embedding_dim=4, tower_hidden=[16, 8])
+    aitm = build_multitask_model(config, schema).dense_arch
+    embeddings, dense = torch.randn(5, 2, 4), torch.randn(5, 2)
+    for task in range(3):
+        aitm.zero_grad()
+        aitm(embeddings, dense)[:, task].sum().backward()
+        for other, tower in enumerate(aitm.towers):
+            reached = any(p.grad is not None and p.grad.abs().sum() > 0 for p in tower.parameters())
+            assert reached == (other <= task), (task, other)

@@ -1,0 +1,86 @@
+"""AdaTT (Li et al., KDD 2023), the AdaTT-sp form: adaptive task-to-task fusion with shared experts.
+
+Each level has a group of task-specific experts per task and a shared group. Task t's fusion unit
+mixes *all* experts (every task's and the shared ones) with a softmax gate reading task t's stream,
+and adds a learned linear combination of its own experts (the residual "native" path). A shared
+gate over all experts feeds the next level's shared stream (our choice, as in PLE; the last level
+has none). The expert budget is split as for PLE: 2 specific experts per task + 4 shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from datasets.schema import Schema
+from modules.mlp import TaskTowers
+from modules.moe_blocks import ExpertGroup, SoftmaxGate, flat_features
+from modules.registry import ModelConfig, register_model
+from modules.shared_bottom import input_width
+
+
+class FusionLevel(nn.Module):
+    """One AdaTT level over streams ``[B, T + 1, in]`` (tasks, then shared) -> ``[B, T (+1), H]``."""
+
+    def __init__(self, in_features: int, num_tasks: int, specific: int, shared: int, hidden: tuple[int, ...],
+                 shared_output: bool, dropout: float = 0.0) -> None:
+        super().__init__()
+        total = num_tasks * specific + shared
+        self.task_experts = nn.ModuleList(ExpertGroup(in_features, specific, hidden, dropout) for _ in range(num_tasks))
+        self.shared_experts = ExpertGroup(in_features, shared, hidden, dropout)
+        self.task_gates = nn.ModuleList(SoftmaxGate(in_features, total) for _ in range(num_tasks))
+        self.native_weights = nn.Parameter(torch.full((num_tasks, specific), 1.0 / specific))
+        self.shared_gate = SoftmaxGate(in_features, total) if shared_output else None
+
+    def forward(self, streams: torch.Tensor) -> torch.Tensor:
+        specific = [group(streams[:, t]) for t, group in enumerate(self.task_experts)]  # T x [B, m, H]
+        everything = torch.cat(specific + [self.shared_experts(streams[:, -1])], dim=1)  # [B, T*m + s, H]
+        outputs = [
+            gate(streams[:, t], everything) + torch.einsum("m,bmh->bh", self.native_weights[t], own)
+            for t, (gate, own) in enumerate(zip(self.task_gates, specific, strict=True))
+        ]
+        if self.shared_gate is not None:
+            outputs.append(self.shared_gate(streams[:, -1], everything))
+        return torch.stack(outputs, dim=1)
+
+
+class AdaTT(nn.Module):
+    """``num_levels`` fusion levels, then a tower per task."""
+
+    def __init__(self, input_dim: int, num_tasks: int, num_levels: int, specific: int, shared: int,
+                 expert_hidden: tuple[int, ...], tower_hidden: tuple[int, ...], dropout: float = 0.0) -> None:
+        super().__init__()
+        width = expert_hidden[-1]
+        self.num_tasks = num_tasks
+        self.levels = nn.ModuleList(
+            FusionLevel(input_dim if level == 0 else width, num_tasks, specific, shared, expert_hidden,
+                        shared_output=level < num_levels - 1, dropout=dropout)
+            for level in range(num_levels)
+        )
+        self.towers = TaskTowers(width, num_tasks, tower_hidden, dropout)
+
+    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        streams = flat_features(embeddings, dense).unsqueeze(1).expand(-1, self.num_tasks + 1, -1)
+        for level in self.levels:
+            streams = level(streams)
+        return self.towers(streams[:, : self.num_tasks])
+
+
+@dataclass
+class AdaTTConfig(ModelConfig):
+    """``model=adatt``: 2 levels (as in paper 001), 2 specific experts per task + 4 shared, experts [256, 128]."""
+
+    num_levels: int = 2
+    specific_experts: int = 2
+    shared_experts: int = 4
+    expert_hidden: list[int] = field(default_factory=lambda: [256, 128])
+    tower_hidden: list[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.0
+
+
+@register_model("adatt", AdaTTConfig)
+def build_adatt(config: AdaTTConfig, schema: Schema) -> AdaTT:
+    return AdaTT(input_width(config, schema), len(schema.tasks), config.num_levels, config.specific_experts,
+                 config.shared_experts, tuple(config.expert_hidden), tuple(config.tower_hidden), config.dropout)
