@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -160,7 +161,16 @@ class AliccpLikeGenerator:
         return draw
 
 
-def write_aliccp_like(
+class SyntheticGenerator(Protocol):
+    """What ``write_synthetic`` needs from a generator: seeded tables and the schema describing them."""
+
+    def table(self, rng: np.random.Generator, rows: int) -> pa.Table: ...
+
+    def schema(self, metadata: dict) -> Schema: ...
+
+
+def write_synthetic(
+    generator: SyntheticGenerator,
     out: str | Path,
     rows: int,
     seed: int = 0,
@@ -171,16 +181,15 @@ def write_aliccp_like(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Schema:
-    """Write ``rows`` rows split into train/valid/test under ``out`` (atomically); return the schema."""
+    """Write ``rows`` rows of ``generator`` split into train/valid/test under ``out`` (atomically); return the schema."""
     if rows < 3:
         raise ValueError(f"--rows must be at least 3 (one per split), got {rows}")
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise ValueError("valid and test fractions must be in (0, 1) and sum to less than 1")
-    generator = AliccpLikeGenerator(seed)
     split_rows = {"valid": max(1, int(rows * valid_fraction)), "test": max(1, int(rows * test_fraction))}
     split_rows["train"] = rows - split_rows["valid"] - split_rows["test"]
     with atomic_directory(out, overwrite=overwrite) as folder, tqdm(
-        total=rows, unit="rows", unit_scale=True, desc="aliccp_like", disable=not progress
+        total=rows, unit="rows", unit_scale=True, desc=type(generator).__name__, disable=not progress
     ) as bar:
         for split_index, split in enumerate(SPLITS):
             (folder / split).mkdir()
@@ -196,7 +205,12 @@ def write_aliccp_like(
     return schema
 
 
-def _write_file(generator: AliccpLikeGenerator, path: Path, rows: int, seed: list[int], row_group_rows: int, bar: tqdm) -> None:
+def write_aliccp_like(out: str | Path, rows: int, seed: int = 0, **options) -> Schema:
+    """The AliCCP-like dataset of ``seed`` (see ``write_synthetic`` for the options)."""
+    return write_synthetic(AliccpLikeGenerator(seed), out, rows, seed, **options)
+
+
+def _write_file(generator: SyntheticGenerator, path: Path, rows: int, seed: list[int], row_group_rows: int, bar: tqdm) -> None:
     writer = None
     for chunk_index, start in enumerate(range(0, rows, row_group_rows)):
         table = generator.table(np.random.default_rng(seed + [chunk_index]), min(row_group_rows, rows - start))
@@ -208,23 +222,30 @@ def _write_file(generator: AliccpLikeGenerator, path: Path, rows: int, seed: lis
 
 
 def main(argv: list[str] | None = None) -> None:
+    from datasets.mmoe_synthetic import MMoEGenerator
+
     parser = argparse.ArgumentParser(prog="python -m datasets.synthetic", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="generator", required=True)
     aliccp = commands.add_parser("aliccp_like", help="AliCCP-shaped click/conversion data with planted drivers")
-    aliccp.add_argument("--rows", type=int, required=True, help="total rows over train/valid/test")
-    aliccp.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
-    aliccp.add_argument("--seed", type=int, default=0)
-    aliccp.add_argument("--valid-fraction", type=float, default=0.1)
-    aliccp.add_argument("--test-fraction", type=float, default=0.1)
-    aliccp.add_argument("--rows-per-file", type=int, default=1_000_000)
-    aliccp.add_argument("--row-group-rows", type=int, default=65_536)
-    aliccp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    mmoe = commands.add_parser("mmoe", help="the MMoE paper's two regression tasks with controlled correlation")
+    mmoe.add_argument("--correlation", type=float, required=True, help="P = cos(w1, w2), in [-1, 1]")
+    mmoe.add_argument("--sparse-buckets", type=int, default=0,
+                      help="also bucketize every input into this many equal-probability buckets as sparse fields")
+    for command in (aliccp, mmoe):
+        command.add_argument("--rows", type=int, required=True, help="total rows over train/valid/test")
+        command.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+        command.add_argument("--seed", type=int, default=0)
+        command.add_argument("--valid-fraction", type=float, default=0.1)
+        command.add_argument("--test-fraction", type=float, default=0.1)
+        command.add_argument("--rows-per-file", type=int, default=1_000_000)
+        command.add_argument("--row-group-rows", type=int, default=65_536)
+        command.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     try:
-        schema = write_aliccp_like(
-            args.out, args.rows, args.seed, args.valid_fraction, args.test_fraction,
-            args.rows_per_file, args.row_group_rows, args.overwrite,
-        )
+        generator = (AliccpLikeGenerator(args.seed) if args.generator == "aliccp_like"
+                     else MMoEGenerator(args.correlation, args.seed, sparse_buckets=args.sparse_buckets))
+        schema = write_synthetic(generator, args.out, args.rows, args.seed, args.valid_fraction, args.test_fraction,
+                                 args.rows_per_file, args.row_group_rows, args.overwrite)
     except (FileExistsError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
     print(f"wrote {args.out}: {schema.metadata['rows']} rows, tasks {schema.task_names}")

@@ -19,7 +19,6 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torchrec.distributed.model_parallel import DistributedModelParallel
-from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 
 from modules.embeddings import build_embedding_bag_collection
@@ -32,6 +31,7 @@ from nas.supernet import DesanSupernet
 from pipelines.checkpoint import save_checkpoint
 from pipelines.evaluation import evaluate
 from pipelines.sharding import adam, dense_parameters, shard_model
+from pipelines.train_pipeline import build_train_pipeline
 from pipelines.trainer import count_parameters, epoch_steps, prepare_run, task_scores_text, task_weight_list, train_epoch
 
 DECISION_BUFFERS = ("block_decided", "block_choice", "feature_decided", "feature_kept", "connection_decided", "connection_kept")
@@ -60,7 +60,10 @@ class ArchitectureSearch:
         self.ctx, self.schema, self.readers = run.ctx, run.schema, run.readers
         space = config.search_space
         supernet = DesanSupernet(space, self.schema.sparse_names, self.schema.dense_names, self.schema.task_names)
-        sparse_arch = build_embedding_bag_collection(self.schema, space.embedding_dim, torch.device("meta"), space.multi_hot_pooling)
+        sparse_arch = (
+            build_embedding_bag_collection(self.schema, space.embedding_dim, torch.device("meta"), space.multi_hot_pooling)
+            if self.schema.sparse else None  # an all-dense dataset (e.g. the MMoE synthetic study)
+        )
         module = MultiTaskTrain(
             MultiTaskModel(sparse_arch, supernet, self.schema.sparse_names, space.embedding_dim),
             self.schema.tasks,
@@ -81,7 +84,7 @@ class ArchitectureSearch:
             adam(weights, trainer.dense_lr, trainer.dense_weight_decay),
             self.architecture_optimizer,
         ])
-        self.pipeline = TrainPipelineSparseDist(self.model, optimizer, self.ctx.device)
+        self.pipeline = build_train_pipeline(self.model, optimizer, self.ctx.device, sparse_arch is not None)
         self.log_path = self.run_dir / "search_log.jsonl"
         if self.ctx.is_main:
             self.log_path.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from pipelines.early_stopping import EarlyStopping, monitored_value, resolve_mon
 from pipelines.evaluation import evaluate
 from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
 from pipelines.sharding import build_optimizer, shard_model
+from pipelines.train_pipeline import DenseOnlyPipeline, build_train_pipeline
 
 RESULT_FILES = ("metrics.json", "checkpoint")
 
@@ -73,7 +74,7 @@ def task_scores_text(metrics: dict, tasks: Sequence[TaskSpec]) -> str:
 
 
 def train_epoch(
-    pipeline: TrainPipelineSparseDist, batches: Iterator[Batch], steps: int, samples_per_step: int, ctx: DistributedContext,
+    pipeline: TrainPipelineSparseDist | DenseOnlyPipeline, batches: Iterator[Batch], steps: int, samples_per_step: int, ctx: DistributedContext,
     desc: str, progress: bool = True,
 ) -> dict:
     """Drive ``pipeline`` over ``batches``; returns the mean loss over all ranks, samples/s and seconds.
@@ -169,7 +170,7 @@ class Trainer:
         if initialize is not None:
             initialize(self.model)
         self.optimizer = build_optimizer(self.model, trainer.dense_lr, trainer.dense_weight_decay)
-        self.pipeline = TrainPipelineSparseDist(self.model, self.optimizer, self.ctx.device)
+        self.pipeline = build_train_pipeline(self.model, self.optimizer, self.ctx.device, bool(self.schema.sparse))
         self.history: list[dict] = []
         if self.ctx.is_main:
             write_resolved_config(self.run_dir, config)

@@ -123,3 +123,23 @@ def test_two_rank_search_takes_identical_decisions_and_fine_tunes_identical_weig
         torch.testing.assert_close(value, second["dense"][name], rtol=0, atol=0)
     assert first["test"] == second["test"]
     assert json.loads((tmp_path / "run" / "architecture.json").read_text()) == first["architecture"]
+
+
+def _dense_regression_search(rank: int, config: NasConfig, run_dir: str) -> dict:
+    run = run_search(config, run_dir)
+    return {"test": run.metrics["test"], "architecture": run.architecture.to_dict()}
+
+
+@pytest.mark.slow
+def test_search_on_an_all_dense_regression_dataset(tmp_path):
+    """The MMoE synthetic study's data: dense inputs only, two regression tasks (MSE loss, metric and monitor)."""
+    from datasets.mmoe_synthetic import MMoEGenerator
+    from datasets.synthetic import write_synthetic
+
+    data = tmp_path / "mmoe"
+    write_synthetic(MMoEGenerator(0.5, seed=0), data, rows=3000, progress=False)
+    config = _config([f"dataset.path={data}"] + TINY)
+    result = run_on_ranks(_dense_regression_search, 1, tmp_path / "out", config, str(tmp_path / "run"))[0]
+    assert set(result["test"]) >= {"y1", "y2", "avg_mse"} and 0 < result["test"]["avg_mse"] < 10
+    features = {f for layer in result["architecture"]["layers"] for e in layer for f in e["features"]}
+    assert features and all(f.startswith("x") for f in features)
