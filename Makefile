@@ -16,7 +16,7 @@ PINS := $(PYTHON_BOOT) scripts/pins.py
 SYNTHETIC_DIR := data/synthetic_aliccp
 SYNTHETIC_ROWS ?= 300000
 
-.PHONY: install install-cuda search train test data clean-venv
+.PHONY: install install-cuda search train compare synthetic-study test data clean-venv
 
 install: $(STAMP)
 
@@ -55,6 +55,14 @@ search: data
 # Trains MMoE on the embedded synthetic data; results in runs/make-train (replaced on each `make train`).
 train: data
 	$(PY) -m pipelines.train dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-train overwrite=true
+
+# Every model x 5 seeds on the embedded synthetic data (about 30 minutes on 2 cores): runs/compare/results.md
+compare: data
+	$(PY) -m pipelines.compare dataset.path=$(SYNTHETIC_DIR) out_dir=runs/compare overwrite=true
+
+# Paper 001's Table 5 protocol on the MMoE-paper regression data: runs/synthetic-study/study.md
+synthetic-study: install
+	$(PY) -m pipelines.synthetic_study --out runs/synthetic-study --overwrite
 
 test: install
 	$(PY) -m pytest

@@ -1,0 +1,181 @@
+"""Compare models fairly: ``python pipelines/compare.py [overrides]`` (or ``python -m pipelines.compare``).
+
+Every model in ``models`` is trained with every seed in ``seeds`` on one dataset with the same
+trainer settings; checkpoints are selected on validation only and the test split is evaluated once
+per run. ``automtl`` runs the whole search + fine-tune; ``random`` trains a uniformly sampled DESAN
+architecture from scratch (seeded by the run's seed). ``out_dir`` receives one run directory per
+(model, seed) and ``results.csv``, ``results.md`` (mean +- std per model, a paired t-test of AutoMTL
+against the best baseline) and ``results.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import numpy as np
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+from scipy.stats import ttest_rel
+
+from common.atomic_files import atomic_write_text
+from datasets.schema import Schema
+from nas.derived import AutoMTLConfig
+from nas.random_architecture import sample_architecture
+from nas.search_and_finetune import run_search
+from nas.search_config import NasConfig, SearchConfig
+from nas.search_space import SearchSpaceConfig
+from pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, check_top_level, typed_group, typed_model
+from pipelines.hydra_launch import quiet_hydra_on_other_ranks
+from pipelines.trainer import run_training
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SEARCHED, RANDOM = "automtl", "random"
+
+
+@dataclass
+class CompareConfig:
+    """Models x seeds on one dataset (``conf/compare.yaml``)."""
+
+    dataset: DatasetConfig
+    trainer: TrainerConfig
+    search_space: SearchSpaceConfig
+    search: SearchConfig
+    models: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    out_dir: str = "runs/compare"
+    overwrite: bool = False
+
+
+def parse_compare_config(cfg: DictConfig) -> CompareConfig:
+    check_top_level(cfg, CompareConfig)
+    config = CompareConfig(
+        dataset=typed_group(cfg.dataset, DatasetConfig, "dataset"),
+        trainer=typed_group(cfg.trainer, TrainerConfig, "trainer"),
+        search_space=typed_group(cfg.search_space, SearchSpaceConfig, "search_space"),
+        search=typed_group(cfg.search, SearchConfig, "search"),
+        models=list(cfg.models), seeds=[int(s) for s in cfg.seeds], out_dir=str(cfg.out_dir), overwrite=bool(cfg.overwrite),
+    )
+    for name in config.models:
+        if name not in (SEARCHED, RANDOM):
+            model_config(name, config.search_space)
+    if not config.models or not config.seeds:
+        raise ConfigError("compare needs at least one model and one seed")
+    return config
+
+
+def model_config(name: str, space: SearchSpaceConfig):
+    """The ``conf/model/<name>.yaml`` config of a baseline, with the search space's embedding settings."""
+    if not (CONF / "model" / f"{name}.yaml").is_file():
+        raise ConfigError(f"unknown model '{name}' in models; known: {sorted(p.stem for p in (CONF / 'model').glob('*.yaml'))}")
+    overrides = [f"model={name}", f"model.embedding_dim={space.embedding_dim}", f"model.multi_hot_pooling={space.multi_hot_pooling}"]
+    if GlobalHydra.instance().is_initialized():  # inside the compare app: compose from its config dir
+        return typed_model(compose(config_name="train", overrides=overrides).model)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return typed_model(compose(config_name="train", overrides=overrides).model)
+
+
+def run_one(config: CompareConfig, name: str, seed: int) -> dict:
+    """Train (or search) ``name`` with ``seed``; returns its metrics."""
+    run_dir = Path(config.out_dir) / name / f"seed{seed}"
+    if name == SEARCHED:
+        nas = NasConfig(config.dataset, config.search_space, config.search, config.trainer, seed, str(run_dir), config.overwrite)
+        return run_search(nas, run_dir).metrics
+    if name == RANDOM:
+        architecture = sample_architecture(config.search_space, Schema.load(config.dataset.path), seed)
+        path = architecture.save(Path(config.out_dir) / name / f"architecture-seed{seed}.json")
+        model = AutoMTLConfig(name="automtl", embedding_dim=config.search_space.embedding_dim,
+                              multi_hot_pooling=config.search_space.multi_hot_pooling, architecture=str(path))
+    else:
+        model = model_config(name, config.search_space)
+    return run_training(TrainConfig(config.dataset, model, config.trainer, seed, str(run_dir), config.overwrite), run_dir)
+
+
+def result_row(name: str, seed: int, metrics: dict) -> dict:
+    """One results.csv row: test metrics per task and averaged, dense parameters, samples/s, wall time."""
+    row = {"model": name, "seed": seed}
+    for task, values in metrics["test"].items():
+        if isinstance(values, dict):
+            row.update({f"{task}_{metric}": value for metric, value in values.items()})
+    row.update({key: value for key, value in metrics["test"].items() if key.startswith("avg_")})
+    parameters = metrics["num_parameters"]
+    row["dense_parameters"] = parameters.get("derived", parameters)["dense"]
+    if "search" in metrics:  # AutoMTL: the supernet's training speed during the search
+        speeds = metrics["search"]["samples_per_s"]
+    else:
+        speeds = [epoch["samples_per_s"] for epoch in metrics["epochs"] if epoch["trained"]]
+    row["train_samples_per_s"] = float(np.mean(speeds))
+    row["wall_time_s"] = metrics["wall_time_s"]
+    return row
+
+
+def summarize(rows: list[dict], models: list[str]) -> tuple[str, str]:
+    """``(results.md text, primary metric)``: mean +- std per model and a paired t-test of AutoMTL vs the best baseline."""
+    primary = "avg_auc" if "avg_auc" in rows[0] else "avg_mse"
+    higher_is_better = primary == "avg_auc"
+    metric_columns = [k for k in rows[0] if k not in ("model", "seed")]
+    lines = ["| model | " + " | ".join(metric_columns) + " |", "|---|" + "---|" * len(metric_columns)]
+    by_model = {m: [r for r in rows if r["model"] == m] for m in models}
+    for model, runs in by_model.items():
+        cells = [f"{np.mean([r[c] for r in runs]):.4f} +- {np.std([r[c] for r in runs]):.4f}" if "param" not in c
+                 else f"{int(np.mean([r[c] for r in runs])):,}" for c in metric_columns]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    baselines = [m for m in models if m != SEARCHED]
+    if SEARCHED in by_model and baselines:
+        score = {m: np.mean([r[primary] for r in by_model[m]]) for m in baselines}
+        best = max(score, key=score.get) if higher_is_better else min(score, key=score.get)
+        ours = [r[primary] for r in sorted(by_model[SEARCHED], key=lambda r: r["seed"])]
+        theirs = [r[primary] for r in sorted(by_model[best], key=lambda r: r["seed"])]
+        if len(ours) > 1:
+            test = ttest_rel(ours, theirs)
+            lines += ["", f"Paired t-test on {primary} over seeds, AutoMTL vs the best baseline ({best}): "
+                          f"mean difference {np.mean(ours) - np.mean(theirs):+.4f}, t = {test.statistic:.3f}, p = {test.pvalue:.4f}."]
+        else:
+            lines += ["", f"One seed only: no t-test (AutoMTL {ours[0]:.4f} vs best baseline {best} {theirs[0]:.4f})."]
+    return "\n".join(lines) + "\n", primary
+
+
+def write_results(out_dir: Path, rows: list[dict], models: list[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out_dir / "results.csv", buffer.getvalue())
+    table, primary = summarize(rows, models)
+    atomic_write_text(out_dir / "results.md", f"# Comparison ({len({r['seed'] for r in rows})} seeds, test split)\n\n" + table)
+    figure = Figure(figsize=(1.2 + 0.8 * len(models), 4))
+    axis = figure.subplots()
+    means = [np.mean([r[primary] for r in rows if r["model"] == m]) for m in models]
+    stds = [np.std([r[primary] for r in rows if r["model"] == m]) for m in models]
+    axis.bar(models, means, yerr=stds, capsize=4, color=["tab:orange" if m == SEARCHED else "tab:blue" for m in models])
+    axis.set_ylim(min(means) - 3 * max(max(stds), 1e-3), max(means) + 3 * max(max(stds), 1e-3))
+    axis.set_ylabel(f"test {primary} (mean +- std over seeds)")
+    axis.tick_params(axis="x", rotation=45)
+    tmp = out_dir / ".results.tmp.png"
+    figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    tmp.replace(out_dir / "results.png")
+
+
+def run_comparison(config: CompareConfig) -> list[dict]:
+    """Every model x seed, then the result files; returns the rows."""
+    rows = [result_row(name, seed, run_one(config, name, seed)) for name in config.models for seed in config.seeds]
+    if int(os.environ.get("RANK", 0)) == 0:  # every run has closed its process group by now
+        write_results(Path(config.out_dir), rows, config.models)
+        print((Path(config.out_dir) / "results.md").read_text(), flush=True)
+    return rows
+
+
+@hydra.main(config_path="../conf", config_name="compare", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_comparison(parse_compare_config(cfg))
+
+
+if __name__ == "__main__":
+    quiet_hydra_on_other_ranks()
+    main()

@@ -1,0 +1,45 @@
+import csv
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pipelines.compare import CompareConfig, parse_compare_config, run_comparison
+from pipelines.config import ConfigError
+from tests.distributed.spawn import run_on_ranks
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+TINY = ["trainer=smoke", "trainer.epochs=1", "trainer.max_steps_per_epoch=3", "search=default", "search.epochs=3",
+        "search.finetune_epochs=1", "search_space.num_experts=2", "search_space.operations=[skip,mlp-16]"]
+
+
+def _config(overrides: list[str]) -> CompareConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return parse_compare_config(compose(config_name="compare", overrides=overrides))
+
+
+def _compare(rank: int, config: CompareConfig) -> list[dict]:
+    return run_comparison(config)
+
+
+@pytest.mark.slow
+def test_compare_writes_one_row_per_model_and_seed_and_a_summary(tiny_aliccp, tmp_path):
+    models = ["mmoe", "shared_bottom", "random", "automtl"]
+    config = _config([f"dataset.path={tiny_aliccp}", f"models=[{','.join(models)}]", "seeds=[0,1]",
+                      f"out_dir={tmp_path / 'cmp'}"] + TINY)
+    run_on_ranks(_compare, 1, tmp_path / "out", config)
+    out = tmp_path / "cmp"
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["model"], r["seed"]) for r in rows] == [(m, str(s)) for m in models for s in (0, 1)]
+    assert {"click_auc", "conversion_auc", "avg_auc", "dense_parameters", "train_samples_per_s", "wall_time_s"} <= set(rows[0])
+    assert all(0.0 <= float(r["avg_auc"]) <= 1.0 for r in rows)
+    table = (out / "results.md").read_text()
+    assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:] == models
+    assert "Paired t-test on avg_auc" in table and "best baseline" in table
+    assert (out / "results.png").stat().st_size > 1000
+    assert (out / "automtl" / "seed1" / "architecture.json").is_file()
+
+
+def test_unknown_model_is_refused():
+    with pytest.raises(ConfigError, match="unknown model 'transformer'"):
+        _config(["models=[mmoe,transformer]"])
