@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from modules.mlp import MLP
+from modules.mlp import MLP, TaskTowers
 
 
 class ExpertGroup(nn.Module):
@@ -39,3 +39,23 @@ class SoftmaxGate(nn.Module):
 def flat_features(embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     """The dense archs' common input: pooled embeddings flattened next to the dense features, ``[B, S*E + D]``."""
     return torch.cat([embeddings.flatten(1), dense], dim=1)
+
+
+class TaskStreamNetwork(nn.Module):
+    """Levels over per-task streams plus a shared one, then a tower per task (the shape of PLE and AdaTT).
+
+    Every stream starts as the input features; each level maps streams ``[B, T + 1, in]`` to
+    ``[B, T + 1, width]`` (the last level may drop the shared stream); task t's tower reads stream t.
+    """
+
+    def __init__(self, levels: Sequence[nn.Module], num_tasks: int, width: int, tower_hidden: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(levels)
+        self.num_tasks = num_tasks
+        self.towers = TaskTowers(width, num_tasks, tower_hidden, dropout)
+
+    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        streams = flat_features(embeddings, dense).unsqueeze(1).expand(-1, self.num_tasks + 1, -1)
+        for level in self.levels:
+            streams = level(streams)
+        return self.towers(streams[:, : self.num_tasks])

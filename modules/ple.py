@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from datasets.schema import Schema
-from modules.mlp import TaskTowers
-from modules.moe_blocks import ExpertGroup, SoftmaxGate, flat_features
+from modules.moe_blocks import ExpertGroup, SoftmaxGate, TaskStreamNetwork
 from modules.registry import ModelConfig, register_model
 from modules.shared_bottom import input_width
 
@@ -39,29 +38,6 @@ class ExtractionLayer(nn.Module):
         return torch.stack(outputs, dim=1)
 
 
-class ProgressiveLayeredExtraction(nn.Module):
-    """PLE with ``num_levels`` extraction layers (CGC is PLE with one level), then a tower per task."""
-
-    def __init__(self, input_dim: int, num_tasks: int, num_levels: int, specific: int, shared: int,
-                 expert_hidden: tuple[int, ...], tower_hidden: tuple[int, ...], dropout: float = 0.0) -> None:
-        super().__init__()
-        width = expert_hidden[-1]
-        self.num_tasks = num_tasks
-        self.levels = nn.ModuleList(
-            ExtractionLayer(input_dim if level == 0 else width, num_tasks, specific, shared, expert_hidden,
-                            shared_output=level < num_levels - 1, dropout=dropout)
-            for level in range(num_levels)
-        )
-        self.towers = TaskTowers(width, num_tasks, tower_hidden, dropout)
-
-    def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        features = flat_features(embeddings, dense)
-        streams = features.unsqueeze(1).expand(-1, self.num_tasks + 1, -1)  # every stream starts from the input
-        for level in self.levels:
-            streams = level(streams)
-        return self.towers(streams[:, : self.num_tasks])
-
-
 @dataclass
 class PLEConfig(ModelConfig):
     """``model=ple`` (2 levels) / ``model=cgc`` (1 level).
@@ -85,10 +61,15 @@ class CGCConfig(PLEConfig):
     num_levels: int = 1
 
 
-def _build(config: PLEConfig, schema: Schema) -> ProgressiveLayeredExtraction:
-    return ProgressiveLayeredExtraction(input_width(config, schema), len(schema.tasks), config.num_levels,
-                                        config.specific_experts, config.shared_experts, tuple(config.expert_hidden),
-                                        tuple(config.tower_hidden), config.dropout)
+def _build(config: PLEConfig, schema: Schema) -> TaskStreamNetwork:
+    """PLE with ``num_levels`` extraction layers (CGC is PLE with one level), then a tower per task."""
+    width, tasks = config.expert_hidden[-1], len(schema.tasks)
+    levels = [
+        ExtractionLayer(input_width(config, schema) if level == 0 else width, tasks, config.specific_experts,
+                        config.shared_experts, tuple(config.expert_hidden), level < config.num_levels - 1, config.dropout)
+        for level in range(config.num_levels)
+    ]
+    return TaskStreamNetwork(levels, tasks, width, config.tower_hidden, config.dropout)
 
 
 register_model("ple", PLEConfig)(_build)
