@@ -9,15 +9,15 @@ has none). The expert budget is split as for PLE: 2 specific experts per task + 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from datasets.schema import Schema
 from modules.moe_blocks import ExpertGroup, SoftmaxGate, TaskStreamNetwork
-from modules.registry import ModelConfig, register_model
-from modules.shared_bottom import input_width
+from modules.ple import PLEConfig, build_levels
+from modules.registry import register_model
 
 
 class FusionLevel(nn.Module):
@@ -46,24 +46,10 @@ class FusionLevel(nn.Module):
 
 
 @dataclass
-class AdaTTConfig(ModelConfig):
+class AdaTTConfig(PLEConfig):
     """``model=adatt``: 2 levels (as in paper 001), 2 specific experts per task + 4 shared, experts [256, 128]."""
-
-    num_levels: int = 2
-    specific_experts: int = 2
-    shared_experts: int = 4
-    expert_hidden: list[int] = field(default_factory=lambda: [256, 128])
-    tower_hidden: list[int] = field(default_factory=lambda: [128, 64])
-    dropout: float = 0.0
 
 
 @register_model("adatt", AdaTTConfig)
 def build_adatt(config: AdaTTConfig, schema: Schema) -> TaskStreamNetwork:
-    """``num_levels`` fusion levels, then a tower per task."""
-    width, tasks = config.expert_hidden[-1], len(schema.tasks)
-    levels = [
-        FusionLevel(input_width(config, schema) if level == 0 else width, tasks, config.specific_experts,
-                    config.shared_experts, tuple(config.expert_hidden), level < config.num_levels - 1, config.dropout)
-        for level in range(config.num_levels)
-    ]
-    return TaskStreamNetwork(levels, tasks, width, config.tower_hidden, config.dropout)
+    return build_levels(FusionLevel, config, schema)

@@ -61,16 +61,20 @@ class CGCConfig(PLEConfig):
     num_levels: int = 1
 
 
-def _build(config: PLEConfig, schema: Schema) -> TaskStreamNetwork:
-    """PLE with ``num_levels`` extraction layers (CGC is PLE with one level), then a tower per task."""
+def build_levels(level_class: type[nn.Module], config: PLEConfig, schema: Schema) -> TaskStreamNetwork:
+    """``config.num_levels`` levels of ``level_class`` (ExtractionLayer, or AdaTT's FusionLevel), then a tower per task."""
     width, tasks = config.expert_hidden[-1], len(schema.tasks)
     levels = [
-        ExtractionLayer(input_width(config, schema) if level == 0 else width, tasks, config.specific_experts,
-                        config.shared_experts, tuple(config.expert_hidden), level < config.num_levels - 1, config.dropout)
+        level_class(input_width(config, schema) if level == 0 else width, tasks, config.specific_experts,
+                    config.shared_experts, tuple(config.expert_hidden), level < config.num_levels - 1, config.dropout)
         for level in range(config.num_levels)
     ]
     return TaskStreamNetwork(levels, tasks, width, config.tower_hidden, config.dropout)
 
 
-register_model("ple", PLEConfig)(_build)
-register_model("cgc", CGCConfig)(_build)
+@register_model("ple", PLEConfig)
+def build_ple(config: PLEConfig, schema: Schema) -> TaskStreamNetwork:
+    return build_levels(ExtractionLayer, config, schema)
+
+
+register_model("cgc", CGCConfig)(build_ple)
