@@ -1,0 +1,1 @@
+"""Streaming converters from the public multi-task datasets' raw downloads to Parquet + schema.json."""

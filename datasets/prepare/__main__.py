@@ -1,0 +1,3 @@
+from datasets.prepare.cli import main
+
+main()

@@ -1,0 +1,8 @@
+"""The converters ``python -m datasets.prepare`` knows, by dataset name."""
+
+from __future__ import annotations
+
+from datasets.prepare.converter import Converter
+from datasets.prepare.qbvideo import QBVideo
+
+CONVERTERS: dict[str, type[Converter]] = {converter.name: converter for converter in (QBVideo,)}

@@ -1,0 +1,89 @@
+"""Intermediate Parquet files a conversion writes under its temporary output folder.
+
+Converters stage parsed rows (raw ids, numbers, labels) here before vocabularies exist; large
+joins and aggregations partition rows into buckets by a key so each bucket fits in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP_ROWS = 65_536
+ROW_KEY, STAGED_SPLIT = "_row", "_split"
+
+
+class StagedFile:
+    """One Parquet file written from a stream of tables, buffered into row groups of ``ROW_GROUP_ROWS``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        self.rows += table.num_rows
+        if self._buffered >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = pa.concat_tables(self._buffer)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        self._writer.write_table(table.cast(self._writer.schema), row_group_size=ROW_GROUP_ROWS)
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> Path | None:
+        """Finish the file; None when nothing was written."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            return self.path
+        return None
+
+
+class BucketedFiles:
+    """``buckets`` staged files; each written row goes to the bucket given for it."""
+
+    def __init__(self, folder: Path, name: str, buckets: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.files = [StagedFile(folder / f"{name}-{index:04d}.parquet") for index in range(buckets)]
+
+    def write(self, table: pa.Table, bucket: np.ndarray) -> None:
+        if table.num_rows == 0:
+            return
+        order = np.argsort(bucket, kind="stable")
+        sorted_bucket = bucket[order]
+        bounds = np.searchsorted(sorted_bucket, np.arange(len(self.files) + 1))
+        table = table.take(pa.array(order))
+        for index, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if stop > start:
+                self.files[index].write(table.slice(start, stop - start))
+
+    def close(self) -> list[Path | None]:
+        """The bucket files in bucket order (None for an empty bucket)."""
+        return [staged.close() for staged in self.files]
+
+
+def read_batches(paths: list[Path], batch_rows: int = ROW_GROUP_ROWS) -> Iterator[pa.Table]:
+    """Tables of at most ``batch_rows`` rows from staged files, in order."""
+    for path in paths:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            yield pa.Table.from_batches([batch])
+
+
+def staged_rows(paths: list[Path]) -> int:
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in paths)

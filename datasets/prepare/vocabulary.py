@@ -1,0 +1,147 @@
+"""Per-field vocabularies: raw ids -> dense ids ``[1, n]``, with 0 for out-of-vocabulary and missing.
+
+A vocabulary is built from value counts over the training split: values seen at least
+``min_count`` times get ids by descending count (ties by value), so id 1 is the most frequent.
+Rarer, unseen and missing values all map to ``OOV_ID = 0``, which therefore also learns an
+embedding from the rare training ids. Vocabularies are saved as ``vocab/<field>.parquet``
+(columns ``value``, ``count``; row ``i`` has id ``i + 1``) so new data can be converted with
+the same mapping (``--vocab``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from common.atomic_files import read_json
+from datasets.validation import DataError
+
+OOV_ID = 0
+_MERGE_ROWS = 1 << 21
+
+
+class FrequencyCounter:
+    """Streaming value counts of one column (nulls ignored); memory grows with distinct values only."""
+
+    def __init__(self) -> None:
+        self._parts: list[pa.Table] = []
+        self._pending = 0
+        self._merged_rows = 0
+
+    def update(self, values: pa.Array) -> None:
+        counts = pc.value_counts(values.drop_null())
+        if len(counts) == 0:
+            return
+        self._parts.append(pa.table({"value": counts.field("values"), "count": counts.field("counts")}))
+        self._pending += len(counts)
+        if self._pending > max(_MERGE_ROWS, self._merged_rows):
+            self._merge()
+
+    def _merge(self) -> None:
+        if len(self._parts) > 1:
+            table = pa.concat_tables(self._parts).group_by("value").aggregate([("count", "sum")])
+            self._parts = [table.rename_columns(["value", "count"])]
+        self._merged_rows = sum(len(part) for part in self._parts)
+        self._pending = 0
+
+    def counts(self, value_type: pa.DataType) -> pa.Table:
+        """All ``(value, count)`` pairs seen so far."""
+        self._merge()
+        if not self._parts:
+            return pa.table({"value": pa.array([], value_type), "count": pa.array([], pa.int64())})
+        return self._parts[0].select(["value", "count"])
+
+
+class Vocabulary:
+    """The id mapping of one field; integer raw ids are looked up by binary search, strings by hashing."""
+
+    def __init__(self, field: str, values: pa.Array, counts: pa.Array) -> None:
+        self.field = field
+        self.values = values
+        self.counts = counts
+        if pa.types.is_integer(values.type):
+            raw = values.to_numpy()
+            self._order = np.argsort(raw, kind="stable")
+            self._sorted = raw[self._order]
+
+    @classmethod
+    def build(cls, field: str, counts: pa.Table, min_count: int) -> "Vocabulary":
+        kept = counts.filter(pc.greater_equal(counts["count"], min_count))
+        kept = kept.sort_by([("count", "descending"), ("value", "ascending")])
+        return cls(field, kept["value"].combine_chunks(), kept["count"].combine_chunks())
+
+    @property
+    def cardinality(self) -> int:
+        """Embedding rows needed: the kept values plus the OOV row."""
+        return len(self.values) + 1
+
+    def lookup(self, raw: pa.Array) -> np.ndarray:
+        """int64 ids of ``raw`` (``OOV_ID`` for null, rare or unseen values)."""
+        if len(self.values) == 0:
+            return np.zeros(len(raw), dtype=np.int64)
+        if pa.types.is_integer(self.values.type):
+            keys = pc.fill_null(raw, self._sorted[0]).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            position = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
+            ids = np.where(self._sorted[position] == keys, self._order[position] + 1, OOV_ID)
+            return np.where(pc.is_null(raw).to_numpy(zero_copy_only=False), OOV_ID, ids)
+        index = pc.index_in(raw, value_set=self.values)
+        return pc.fill_null(index, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+
+    def save(self, folder: Path) -> None:
+        """Write ``folder/<field>.parquet`` (``folder`` is inside the run's temporary output folder)."""
+        pq.write_table(pa.table({"value": self.values, "count": self.counts}), folder / f"{self.field}.parquet")
+
+    @classmethod
+    def load(cls, folder: Path, field: str) -> "Vocabulary":
+        path = folder / f"{field}.parquet"
+        if not path.is_file():
+            raise DataError(f"vocabulary of field '{field}' not found: {path}")
+        table = pq.read_table(path)
+        if table.column_names != ["value", "count"]:
+            raise DataError(f"{path}: expected columns ['value', 'count'], found {table.column_names}")
+        return cls(field, table["value"].combine_chunks(), table["count"].combine_chunks())
+
+
+VOCAB_FILE = "vocab.json"
+
+
+class VocabularySet:
+    """The vocabularies of all sparse fields of one converted dataset, with the layout they belong to.
+
+    ``vocab/vocab.json`` records the dataset, the layout (sparse, dense, task columns), which
+    sparse fields are multi-hot and the ``min_count`` used, so a later conversion with ``--vocab``
+    produces exactly the same columns and ids.
+    """
+
+    def __init__(self, dataset: str, layout: dict, multi_hot: list[str], min_count: int, fields: dict[str, Vocabulary]) -> None:
+        self.dataset = dataset
+        self.layout = layout
+        self.multi_hot = multi_hot
+        self.min_count = min_count
+        self.fields = fields
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for vocabulary in self.fields.values():
+            vocabulary.save(folder)
+        payload = {"dataset": self.dataset, "layout": self.layout, "multi_hot": self.multi_hot,
+                   "min_count": self.min_count, "sizes": {name: v.cardinality for name, v in self.fields.items()}}
+        (folder / VOCAB_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, location: Path, dataset: str) -> "VocabularySet":
+        """Read the vocabularies at ``location``: a ``vocab/`` folder or a converted dataset containing one."""
+        folder = location / "vocab" if (location / "vocab" / VOCAB_FILE).is_file() else location
+        payload = read_json(folder / VOCAB_FILE, DataError, "vocabulary index (--vocab)")
+        try:
+            if payload["dataset"] != dataset:
+                raise DataError(f"{folder / VOCAB_FILE}: vocabularies of dataset '{payload['dataset']}', not '{dataset}'")
+            fields = {name: Vocabulary.load(folder, name) for name in payload["layout"]["sparse"]}
+            return cls(dataset, payload["layout"], payload["multi_hot"], payload["min_count"], fields)
+        except (KeyError, TypeError) as error:
+            raise DataError(f"{folder / VOCAB_FILE}: malformed vocabulary index ({error!r})") from None
