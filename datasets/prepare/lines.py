@@ -43,8 +43,12 @@ class LineRows:
         if ok.all():
             return
         bad_lines.report(self.path, self.line_numbers, ~ok, reason, culprit)
-        keep = pa.array(ok)
-        self.line_numbers = self.line_numbers[ok]
+        self.keep(ok)
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the rows where ``mask`` is True."""
+        keep = pa.array(mask)
+        self.line_numbers = self.line_numbers[mask]
         self.columns = {name: column.filter(keep) for name, column in self.columns.items()}
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from datasets.prepare.aliccp import AliCCP
 from datasets.prepare.converter import Converter
 from datasets.prepare.qbvideo import QBVideo
 
-CONVERTERS: dict[str, type[Converter]] = {converter.name: converter for converter in (QBVideo,)}
+CONVERTERS: dict[str, type[Converter]] = {converter.name: converter for converter in (AliCCP, QBVideo)}
