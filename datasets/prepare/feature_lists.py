@@ -49,6 +49,8 @@ class _Entries:
 def _padded(lists: pa.Array) -> pa.Array:
     """``lists`` with every list at least two long (missing parts as ""), so elements 0 and 1 exist."""
     short = pc.less(pc.list_value_length(lists), 2)
+    if not pc.any(short).as_py():
+        return lists
     return pc.if_else(short, pa.scalar(["", ""], lists.type), lists)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datasets.prepare.aliccp import AliCCP
+from datasets.prepare.aliexpress import AliExpress
 from datasets.prepare.converter import Converter
+from datasets.prepare.kuairand import KuaiRandPure
 from datasets.prepare.qbvideo import QBVideo
 
-CONVERTERS: dict[str, type[Converter]] = {converter.name: converter for converter in (AliCCP, QBVideo)}
+CONVERTERS: dict[str, type[Converter]] = {converter.name: converter for converter in (AliCCP, AliExpress, KuaiRandPure, QBVideo)}
