@@ -135,6 +135,8 @@ class _Join:
         self.common_files = BucketedFiles(folder, "common", buckets)
         self.skeleton_files = BucketedFiles(folder, "skeleton", buckets)
         self.output = StagedFile(context.staging / f"{split.name}.parquet")
+        self.common_paths: list[Path | None] = []
+        self.skeleton_paths: list[Path | None] = []
         self.md5: pa.Array = pa.array([], pa.string())
         self.common_rows = 0
         self.missing: dict[str, Any] = {"rows": 0}
@@ -158,6 +160,7 @@ class _Join:
             table = pa.table({POSITION: position, **rows.columns})
             self.common_files.write(table, position % self.buckets)
             self.common_rows += len(rows)
+        self.common_paths = self.common_files.close()
         self.md5 = pa.concat_arrays(keys) if keys else self.md5
         self._check_unique_md5()
         return not_one
@@ -190,6 +193,7 @@ class _Join:
             })
             bucket = pc.fill_null(position, 0).to_numpy(zero_copy_only=False) % self.buckets
             self.skeleton_files.write(table, bucket)
+        self.skeleton_paths = self.skeleton_files.close()
         return not_one
 
     def _feature_columns(self) -> set[str]:
@@ -212,7 +216,7 @@ class _Join:
     def join(self) -> list[Path]:
         """Join each bucket's skeleton rows with its common rows; the staged output in bucket order."""
         with progress_bar(self.context, f"join {self.split.name}") as bar:
-            for common_path, skeleton_path in zip(self.common_files.close(), self.skeleton_files.close()):
+            for common_path, skeleton_path in zip(self.common_paths, self.skeleton_paths):
                 if skeleton_path is None:
                     continue
                 common = _CommonBucket(common_path, self.fields.selected)

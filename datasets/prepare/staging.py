@@ -14,26 +14,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 65_536
+BUFFER_BYTES = 8 << 20  # a file flushes a row group at ROW_GROUP_ROWS rows or this many bytes
 ROW_KEY, STAGED_SPLIT = "_row", "_split"
 
 
 class StagedFile:
-    """One Parquet file written from a stream of tables, buffered into row groups of ``ROW_GROUP_ROWS``."""
+    """One Parquet file written from a stream of tables, buffered into row groups of at most
+    ``ROW_GROUP_ROWS`` rows or ``BUFFER_BYTES`` bytes (so many open files stay cheap)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
-        self._buffered = 0
+        self._buffered_rows = 0
+        self._buffered_bytes = 0
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
         self._buffer.append(table)
-        self._buffered += table.num_rows
+        self._buffered_rows += table.num_rows
+        self._buffered_bytes += table.nbytes
         self.rows += table.num_rows
-        if self._buffered >= ROW_GROUP_ROWS:
+        if self._buffered_rows >= ROW_GROUP_ROWS or self._buffered_bytes >= BUFFER_BYTES:
             self._flush()
 
     def _flush(self) -> None:
@@ -43,7 +47,7 @@ class StagedFile:
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema)
         self._writer.write_table(table.cast(self._writer.schema), row_group_size=ROW_GROUP_ROWS)
-        self._buffer, self._buffered = [], 0
+        self._buffer, self._buffered_rows, self._buffered_bytes = [], 0, 0
 
     def close(self) -> Path | None:
         """Finish the file; None when nothing was written."""
