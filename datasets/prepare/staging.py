@@ -69,12 +69,10 @@ class BucketedFiles:
         if table.num_rows == 0:
             return
         order = np.argsort(bucket, kind="stable")
-        sorted_bucket = bucket[order]
-        bounds = np.searchsorted(sorted_bucket, np.arange(len(self.files) + 1))
-        table = table.take(pa.array(order))
+        bounds = np.searchsorted(bucket[order], np.arange(len(self.files) + 1))
         for index, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
-            if stop > start:
-                self.files[index].write(table.slice(start, stop - start))
+            if stop > start:  # a copy per bucket: a buffered slice would keep the whole block alive
+                self.files[index].write(table.take(pa.array(order[start:stop])))
 
     def close(self) -> list[Path | None]:
         """The bucket files in bucket order (None for an empty bucket)."""

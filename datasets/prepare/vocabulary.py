@@ -57,6 +57,24 @@ class FrequencyCounter:
         return self._parts[0].select(["value", "count"])
 
 
+class SortedKeys:
+    """Positions of int64 keys in a fixed key set, by binary search (no hash table rebuilt per batch)."""
+
+    def __init__(self, keys: pa.Array) -> None:
+        raw = keys.to_numpy(zero_copy_only=False).astype(np.int64)
+        self._order = np.argsort(raw, kind="stable")
+        self._sorted = raw[self._order]
+
+    def positions(self, keys: pa.Array) -> np.ndarray:
+        """Index of each of ``keys`` in the key set, -1 where absent or null."""
+        missing = pc.is_null(keys).to_numpy(zero_copy_only=False)
+        raw = pc.fill_null(keys, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        if len(self._sorted) == 0:
+            return np.full(len(raw), -1)
+        position = np.minimum(np.searchsorted(self._sorted, raw), len(self._sorted) - 1)
+        return np.where((self._sorted[position] == raw) & ~missing, self._order[position], -1)
+
+
 class Vocabulary:
     """The id mapping of one field; integer raw ids are looked up by binary search, strings by hashing."""
 
@@ -64,10 +82,7 @@ class Vocabulary:
         self.field = field
         self.values = values
         self.counts = counts
-        if pa.types.is_integer(values.type):
-            raw = values.to_numpy()
-            self._order = np.argsort(raw, kind="stable")
-            self._sorted = raw[self._order]
+        self._keys = SortedKeys(values) if pa.types.is_integer(values.type) else None
 
     @classmethod
     def build(cls, field: str, counts: pa.Table, min_count: int) -> "Vocabulary":
@@ -82,13 +97,8 @@ class Vocabulary:
 
     def lookup(self, raw: pa.Array) -> np.ndarray:
         """int64 ids of ``raw`` (``OOV_ID`` for null, rare or unseen values)."""
-        if len(self.values) == 0:
-            return np.zeros(len(raw), dtype=np.int64)
-        if pa.types.is_integer(self.values.type):
-            keys = pc.fill_null(raw, self._sorted[0]).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-            position = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
-            ids = np.where(self._sorted[position] == keys, self._order[position] + 1, OOV_ID)
-            return np.where(pc.is_null(raw).to_numpy(zero_copy_only=False), OOV_ID, ids)
+        if self._keys is not None:
+            return self._keys.positions(raw) + 1  # absent (-1) -> OOV_ID
         index = pc.index_in(raw, value_set=self.values)
         return pc.fill_null(index, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
 
