@@ -79,12 +79,13 @@ class BucketedFiles:
         return [staged.close() for staged in self.files]
 
 
-def read_batches(paths: list[Path], batch_rows: int = ROW_GROUP_ROWS) -> Iterator[pa.Table]:
-    """Tables of at most ``batch_rows`` rows from staged files, in order."""
+def read_batches(paths: list[Path]) -> Iterator[pa.Table]:
+    """The row groups of staged files, in order (each at most ``ROW_GROUP_ROWS`` rows or about
+    ``BUFFER_BYTES``; read one at a time, since pre-buffered batch iteration holds a file's data)."""
     for path in paths:
         parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=batch_rows):
-            yield pa.Table.from_batches([batch])
+        for row_group in range(parquet.num_row_groups):
+            yield parquet.read_row_group(row_group)
 
 
 def staged_rows(paths: list[Path]) -> int:

@@ -22,7 +22,7 @@ from common.atomic_files import read_json
 from datasets.validation import DataError
 
 OOV_ID = 0
-_MERGE_ROWS = 1 << 21
+_MERGE_ROWS = 1 << 16  # pending (value, count) rows before a merge, per counter
 
 
 class FrequencyCounter:
