@@ -106,7 +106,7 @@ class SplitWriter:
     def write(self, table: pa.Table) -> None:
         while table.num_rows:
             if self._file is None:
-                self._file = StagedFile(self.folder / f"part-{self._part:05d}.parquet")
+                self._file = StagedFile(self.folder / f"part-{self._part:05d}.parquet", final=True)
             room = self.rows_per_file - self._file.rows
             self._file.write(table.slice(0, room))
             self.rows += min(room, table.num_rows)

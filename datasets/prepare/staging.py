@@ -20,10 +20,15 @@ ROW_KEY, STAGED_SPLIT = "_row", "_split"
 
 class StagedFile:
     """One Parquet file written from a stream of tables, buffered into row groups of at most
-    ``ROW_GROUP_ROWS`` rows or ``BUFFER_BYTES`` bytes (so many open files stay cheap)."""
+    ``ROW_GROUP_ROWS`` rows or ``BUFFER_BYTES`` bytes (so many open files stay cheap).
 
-    def __init__(self, path: Path) -> None:
+    Intermediate files are written plain (no compression, no dictionaries: they are read once,
+    soon); ``final=True`` files (the dataset's splits) use Parquet's default snappy + dictionaries.
+    """
+
+    def __init__(self, path: Path, final: bool = False) -> None:
         self.path = path
+        self._options = {} if final else {"compression": "none", "use_dictionary": False}
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
@@ -45,7 +50,7 @@ class StagedFile:
             return
         table = pa.concat_tables(self._buffer)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, table.schema)
+            self._writer = pq.ParquetWriter(self.path, table.schema, **self._options)
         self._writer.write_table(table.cast(self._writer.schema), row_group_size=ROW_GROUP_ROWS)
         self._buffer, self._buffered_rows, self._buffered_bytes = [], 0, 0
 

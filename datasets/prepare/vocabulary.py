@@ -58,12 +58,23 @@ class FrequencyCounter:
 
 
 class SortedKeys:
-    """Positions of int64 keys in a fixed key set, by binary search (no hash table rebuilt per batch)."""
+    """Positions of int64 keys in a fixed set of distinct keys (no hash table rebuilt per batch).
+
+    Keys spanning a compact range (at most ``DIRECT_TABLE_SPAN_FACTOR`` x their number, or 1M)
+    are looked up in a direct position table; others by binary search over the sorted keys.
+    """
+
+    DIRECT_TABLE_SPAN_FACTOR = 4
 
     def __init__(self, keys: pa.Array) -> None:
         raw = keys.to_numpy(zero_copy_only=False).astype(np.int64)
         self._order = np.argsort(raw, kind="stable")
         self._sorted = raw[self._order]
+        self._direct: np.ndarray | None = None
+        if len(raw) and int(self._sorted[-1]) - int(self._sorted[0]) < max(self.DIRECT_TABLE_SPAN_FACTOR * len(raw), 1 << 20):
+            self._low = int(self._sorted[0])
+            self._direct = np.full(int(self._sorted[-1]) - self._low + 1, -1, dtype=np.int64)
+            self._direct[raw - self._low] = np.arange(len(raw))
 
     def positions(self, keys: pa.Array) -> np.ndarray:
         """Index of each of ``keys`` in the key set, -1 where absent or null."""
@@ -71,6 +82,10 @@ class SortedKeys:
         raw = pc.fill_null(keys, 0).to_numpy(zero_copy_only=False).astype(np.int64)
         if len(self._sorted) == 0:
             return np.full(len(raw), -1)
+        if self._direct is not None:
+            offset = raw - self._low
+            inside = (offset >= 0) & (offset < len(self._direct)) & ~missing
+            return np.where(inside, self._direct[np.where(inside, offset, 0)], -1)
         position = np.minimum(np.searchsorted(self._sorted, raw), len(self._sorted) - 1)
         return np.where((self._sorted[position] == raw) & ~missing, self._order[position], -1)
 
