@@ -149,3 +149,20 @@ def test_concat_lists_keeps_row_order() -> None:
     first = pa.array([[1, 2], [], [3], []], pa.list_(pa.int64()))
     second = pa.array([[9], [8, 7], [], []], pa.list_(pa.int64()))
     assert concat_lists(first, second).to_pylist() == [[1, 2, 9], [8, 7], [3], []]
+
+
+def test_vocabulary_reuse_keeps_ids_and_columns(tmp_path: Path) -> None:
+    convert("aliccp", write_raw(tmp_path / "raw"), tmp_path / "first", "--buckets", "1")
+    # New data whose history values are all 1: on its own it would get no dense feature.
+    new_common = [common_line("aa", ("101", 1001, 1), ("109_14", 7001, 1), ("109_14", 5555, 1))]
+    new_train = {s: (1, 0, "aa", [("205", 90002, 1), ("210", 81, 1), ("210", 80, 1)]) for s in range(1, 11)}
+    second = convert("aliccp", write_raw(tmp_path / "raw2", train=new_train, common_train=new_common),
+                     tmp_path / "second", "--vocab", str(tmp_path / "first" / "vocab"))
+    first_schema, second_schema = Schema.load(tmp_path / "first"), Schema.load(tmp_path / "second")
+    assert second_schema.fingerprint() == first_schema.fingerprint()  # same columns, cardinalities, multi-hot flags
+    assert second["options"]["vocab"].endswith("vocab")
+    history, lists = vocab(tmp_path / "first", "109_14"), vocab(tmp_path / "first", "210")
+    for row in read_all(tmp_path / "second")["train"].to_pylist():
+        assert row["101"] == vocab(tmp_path / "first", "101").index(1001) + 1
+        assert row["109_14"] == [history.index(7001) + 1, 0] and row["109_14_value"] == 2.0
+        assert row["210"] == [lists.index(81) + 1, lists.index(80) + 1]
