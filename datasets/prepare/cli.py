@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m datasets.prepare", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for name, converter in CONVERTERS.items():
-        command = commands.add_parser(name, help=converter.summary, description=converter.summary)
+        help_text = converter.summary.replace("%", "%%")  # argparse %-formats help strings
+        command = commands.add_parser(name, help=help_text, description=converter.summary)
         _add_common_arguments(command, converter)
         converter.add_arguments(command)
     return parser

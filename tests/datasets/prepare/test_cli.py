@@ -1,0 +1,26 @@
+"""``python -m datasets.prepare``: help for every converter, clear errors with exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from datasets.prepare.cli import main
+from datasets.prepare.registry import CONVERTERS
+
+
+@pytest.mark.parametrize("argv", [["--help"], *([name, "--help"] for name in CONVERTERS)])
+def test_help_of_every_converter(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    assert "--raw" in capsys.readouterr().out or argv == ["--help"]
+
+
+def test_errors_exit_with_status_2_and_a_message(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["userbehavior", "--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert exit_info.value.code == 2
+    assert "--raw" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert set(CONVERTERS) == {"aliccp", "aliexpress", "kuairand", "qbvideo", "ijcai2015", "userbehavior"}
