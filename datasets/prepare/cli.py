@@ -8,7 +8,7 @@ from pathlib import Path
 from datasets.prepare.converter import Converter
 from datasets.prepare.lines import BLOCK_BYTES
 from datasets.prepare.registry import CONVERTERS
-from datasets.prepare.run import PrepareOptions, prepare
+from datasets.prepare.run import MANIFEST_FILE, PrepareOptions, prepare
 from datasets.schema import SchemaError
 from datasets.validation import DataError
 
@@ -33,7 +33,8 @@ def _add_common_arguments(command: argparse.ArgumentParser, converter: type[Conv
     command.add_argument("--test-fraction", type=float, default=None,
                          help=f"fraction of rows for test (default {converter.default_test_fraction})")
     command.add_argument("--min-count", type=int, default=1,
-                         help="ids seen fewer times in the training split map to the out-of-vocabulary id 0")
+                         help="ids seen fewer times in the training split map to the out-of-vocabulary id 0 "
+                              "(with --vocab the reused vocabularies' own)")
     command.add_argument("--vocab", type=Path, default=None,
                          help="reuse the vocabularies of an earlier conversion (its output folder or its vocab/)")
     command.add_argument("--skip-bad-lines", action="store_true",
@@ -61,4 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     except (DataError, SchemaError, FileExistsError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
     print(f"wrote {args.out}: rows {manifest['rows']}, label rates (train) {manifest['label_rates']['train']}")
+    skipped = sum(tally["lines"] for reasons in manifest["bad_lines"].values() for tally in reasons.values())
+    if skipped:
+        print(f"skipped {skipped} bad lines (counts per file and reason in {args.out / MANIFEST_FILE})")
     return manifest

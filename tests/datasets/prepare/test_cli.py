@@ -24,3 +24,13 @@ def test_errors_exit_with_status_2_and_a_message(tmp_path: Path, capsys) -> None
     assert exit_info.value.code == 2
     assert "--raw" in capsys.readouterr().err and not (tmp_path / "out").exists()
     assert set(CONVERTERS) == {"aliccp", "aliexpress", "kuairand", "qbvideo", "ijcai2015", "userbehavior"}
+
+
+def test_skipped_lines_are_reported(tmp_path: Path, capsys) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = ["user_id,item_id,click,follow,like,share,video_category,watching_times,gender,age"]
+    lines += [f"{u},{u % 5},{u % 2},0,0,0,1,0,1,2" for u in range(60)] + ["1,2,3"]
+    (raw / "QB-video.csv").write_text("\n".join(lines) + "\n")
+    main(["qbvideo", "--raw", str(raw), "--out", str(tmp_path / "out"), "--skip-bad-lines", "--no-progress"])
+    assert "skipped 1 bad lines" in capsys.readouterr().out

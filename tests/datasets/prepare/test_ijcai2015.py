@@ -12,7 +12,7 @@ import pytest
 from datasets.prepare.ijcai2015 import LOG, USER_HEADER
 from datasets.validation import DataError
 from tests.datasets.prepare.helpers import convert, write_lines
-from tests.datasets.prepare.test_interactions import decoded_samples, seed_keeping_in_train
+from tests.datasets.prepare.test_interactions import decoded_samples, hand_written, seed_keeping_in_train
 
 FIELDS = ("user_id", "item_id", "cat_id", "seller_id", "brand_id", "age_range", "gender")
 TASKS = ("favourite", "purchase")
@@ -42,18 +42,13 @@ def write_raw(folder: Path, extra: tuple[str, ...] = (), users: list[str] = USER
     return folder
 
 
-def specific(samples: Counter) -> Counter:
-    """The samples of the hand-written lines (users below 100), without the filler."""
-    return Counter({sample: n for sample, n in samples.items() if sample[0] is not None and sample[0] < 100})
-
-
 @pytest.mark.parametrize("buckets", ["1", "3"])
 def test_pairs_labels_item_features_and_user_profiles(tmp_path: Path, buckets: str) -> None:
     seed = seed_keeping_in_train([line for _, line in KEPT_PAIRS.values()])
     manifest = convert("ijcai2015", write_raw(tmp_path / "raw"), tmp_path / "out", *THRESHOLDS,
                        "--buckets", buckets, "--seed", str(seed))
     samples = decoded_samples(tmp_path / "out", FIELDS, TASKS)
-    assert specific(samples) == Counter((*pair, *labels) for pair, (labels, _) in KEPT_PAIRS.items())
+    assert hand_written(samples) == Counter((*pair, *labels) for pair, (labels, _) in KEPT_PAIRS.items())
     assert samples.total() == len(KEPT_PAIRS) + len(FILLER)
     assert manifest["interactions"] == {
         "log_lines": 213, "pairs": 210, "samples_before_filter": 210, "samples_after_filter": 206,

@@ -26,6 +26,11 @@ def seed_keeping_in_train(keys: list[int]) -> int:
     raise AssertionError("no seed keeps all keys in train")
 
 
+def hand_written(samples: Counter) -> Counter:
+    """The samples of a test's hand-written lines (users below 100), without its filler lines."""
+    return Counter({sample: n for sample, n in samples.items() if sample[0] is not None and sample[0] < 100})
+
+
 def decoded_samples(out: Path, fields: tuple[str, ...], tasks: tuple[str, ...]) -> Counter:
     """The multiset of output rows as ``(raw field values..., labels...)``, ids mapped back through
     ``vocab/`` (OOV -> None)."""

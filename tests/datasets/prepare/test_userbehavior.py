@@ -12,7 +12,7 @@ import pytest
 from datasets.prepare.cli import build_parser
 from datasets.validation import DataError
 from tests.datasets.prepare.helpers import convert, write_lines
-from tests.datasets.prepare.test_interactions import decoded_samples, seed_keeping_in_train
+from tests.datasets.prepare.test_interactions import decoded_samples, hand_written, seed_keeping_in_train
 
 FIELDS, TASKS = ("user_id", "item_id", "category_id"), ("click", "buy", "cart", "favourite")
 # (user, item, category, behaviour); line k of the file is LINES[k - 1]. Thresholds 2 and 2:
@@ -40,18 +40,13 @@ def write_raw(folder: Path, extra: tuple[str, ...] = ()) -> Path:
     return folder
 
 
-def specific(samples: Counter) -> Counter:
-    """The samples of the hand-written lines (users below 100), without the filler."""
-    return Counter({sample: n for sample, n in samples.items() if sample[0] is not None and sample[0] < 100})
-
-
 @pytest.mark.parametrize("buckets", ["1", "3"])
 def test_pairs_surviving_the_filters_with_any_behaviour_labels(tmp_path: Path, buckets: str) -> None:
     seed = seed_keeping_in_train([line for _, line in KEPT_PAIRS.values()])
     manifest = convert("userbehavior", write_raw(tmp_path / "raw"), tmp_path / "out", *THRESHOLDS,
                        "--buckets", buckets, "--seed", str(seed))
     samples = decoded_samples(tmp_path / "out", FIELDS, TASKS)
-    assert specific(samples) == Counter((*pair, *labels) for pair, (labels, _) in KEPT_PAIRS.items())
+    assert hand_written(samples) == Counter((*pair, *labels) for pair, (labels, _) in KEPT_PAIRS.items())
     assert samples.total() == len(KEPT_PAIRS) + len(FILLER)
     assert manifest["interactions"] == {
         "log_lines": 213, "pairs": 210, "samples_before_filter": 210, "samples_after_filter": 206,
@@ -73,7 +68,7 @@ def test_event_samples_are_the_kept_lines_with_their_own_behaviour(tmp_path: Pat
     manifest = convert("userbehavior", write_raw(tmp_path / "raw"), tmp_path / "out", *THRESHOLDS,
                        "--samples", "event", "--seed", str(seed))
     samples = decoded_samples(tmp_path / "out", FIELDS, TASKS)
-    assert specific(samples) == Counter((u, i, c, *ONE_HOT[b]) for _, (u, i, c, b) in kept)
+    assert hand_written(samples) == Counter((u, i, c, *ONE_HOT[b]) for _, (u, i, c, b) in kept)
     assert (manifest["interactions"]["samples_before_filter"], manifest["interactions"]["samples_after_filter"]) == (213, 208)
     assert manifest["options"]["samples"] == "event"
 
