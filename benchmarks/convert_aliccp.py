@@ -4,7 +4,8 @@ For each size, writes raw AliCCP-format files (skeleton + common features, one u
 ``--rows-per-user`` skeleton rows, multi-valued history fields with values), converts them with
 ``python -m datasets.prepare aliccp`` in a fresh process and reports rows/s and that process's
 peak RSS. Ids are drawn from fixed ranges, so vocabularies barely grow with the row count and
-peak RSS must stay flat. Writes benchmarks/results/convert_aliccp.json.
+peak RSS must stay flat; the largest size is converted again with many join buckets, the path
+the real common-features file takes. Writes benchmarks/results/convert_aliccp.json.
 """
 
 from __future__ import annotations
@@ -81,11 +82,11 @@ def write_raw(folder: Path, rows: int, rows_per_user: int, seed: int = 0) -> Non
                    [np.arange(start, start + n) + 1, click, buy, md5.take(pa.array(rng.integers(0, users, n))), counts, lists])
 
 
-def convert(raw: Path, out: Path) -> dict:
+def convert(raw: Path, out: Path, buckets: int) -> dict:
     """Run the converter in a fresh process; its wall time and peak RSS."""
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "datasets.prepare", "aliccp", "--raw", str(raw), "--out", str(out),
-                                "--no-progress"], stdout=subprocess.DEVNULL)
+                                "--buckets", str(buckets), "--overwrite", "--no-progress"], stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -97,6 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000], help="train skeleton rows per run")
     parser.add_argument("--rows-per-user", type=int, default=50, help="skeleton rows per common-features row")
+    parser.add_argument("--bucketed", type=int, default=32,
+                        help="also convert the largest size with this many join buckets (AliCCP's real common "
+                             "file gets about 35); 0 skips it")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,16 +108,20 @@ def main() -> None:
             raw = Path(tmp) / f"raw{size}"
             write_raw(raw, size, args.rows_per_user)
             raw_bytes = sum(path.stat().st_size for path in raw.iterdir())
-            run = convert(raw, Path(tmp) / f"out{size}")
-            rows = size + max(1, size // 10)
-            run.update(skeleton_rows=rows, raw_mib=raw_bytes / 2**20, rows_per_s=rows / run["seconds"])
-            print(f"{rows:>10} rows ({run['raw_mib']:.0f} MiB raw): {run['rows_per_s']:,.0f} rows/s, "
-                  f"peak RSS {run['peak_rss_mib']:.0f} MiB")
-            runs.append(run)
+            bucket_counts = [0] + ([args.bucketed] if args.bucketed and size == args.sizes[-1] else [])
+            for buckets in bucket_counts:
+                run = convert(raw, Path(tmp) / "out", buckets)
+                rows = size + max(1, size // 10)
+                run.update(skeleton_rows=rows, buckets=buckets or "auto", raw_mib=raw_bytes / 2**20,
+                           rows_per_s=rows / run["seconds"])
+                print(f"{rows:>10} rows ({run['raw_mib']:.0f} MiB raw, buckets {run['buckets']}): "
+                      f"{run['rows_per_s']:,.0f} rows/s, peak RSS {run['peak_rss_mib']:.0f} MiB")
+                runs.append(run)
             for path in raw.iterdir():
                 path.unlink()
+    auto = [run for run in runs if run["buckets"] == "auto"]
     write_report("convert_aliccp", {"rows_per_user": args.rows_per_user, "runs": runs,
-                                    "rss_growth_ratio": runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]})
+                                    "rss_growth_ratio": auto[-1]["peak_rss_mib"] / auto[0]["peak_rss_mib"]})
 
 
 if __name__ == "__main__":

@@ -15,19 +15,21 @@ import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 65_536
 BUFFER_BYTES = 8 << 20  # a file flushes a row group at ROW_GROUP_ROWS rows or this many bytes
+BUCKETS_BUFFER_BYTES = 64 << 20  # shared by all files of a BucketedFiles (at least 1 MiB each)
 ROW_KEY, STAGED_SPLIT = "_row", "_split"
 
 
 class StagedFile:
     """One Parquet file written from a stream of tables, buffered into row groups of at most
-    ``ROW_GROUP_ROWS`` rows or ``BUFFER_BYTES`` bytes (so many open files stay cheap).
+    ``ROW_GROUP_ROWS`` rows or ``buffer_bytes`` bytes (so many open files stay cheap).
 
     Intermediate files are written plain (no compression, no dictionaries: they are read once,
     soon); ``final=True`` files (the dataset's splits) use Parquet's default snappy + dictionaries.
     """
 
-    def __init__(self, path: Path, final: bool = False) -> None:
+    def __init__(self, path: Path, final: bool = False, buffer_bytes: int = BUFFER_BYTES) -> None:
         self.path = path
+        self.buffer_bytes = buffer_bytes
         self._options = {} if final else {"compression": "none", "use_dictionary": False}
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
@@ -42,7 +44,7 @@ class StagedFile:
         self._buffered_rows += table.num_rows
         self._buffered_bytes += table.nbytes
         self.rows += table.num_rows
-        if self._buffered_rows >= ROW_GROUP_ROWS or self._buffered_bytes >= BUFFER_BYTES:
+        if self._buffered_rows >= ROW_GROUP_ROWS or self._buffered_bytes >= self.buffer_bytes:
             self._flush()
 
     def _flush(self) -> None:
@@ -68,7 +70,8 @@ class BucketedFiles:
 
     def __init__(self, folder: Path, name: str, buckets: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.files = [StagedFile(folder / f"{name}-{index:04d}.parquet") for index in range(buckets)]
+        budget = max(1 << 20, BUCKETS_BUFFER_BYTES // buckets)  # memory stays flat however many buckets
+        self.files = [StagedFile(folder / f"{name}-{index:04d}.parquet", buffer_bytes=budget) for index in range(buckets)]
 
     def write(self, table: pa.Table, bucket: np.ndarray) -> None:
         if table.num_rows == 0:
