@@ -99,8 +99,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000], help="train skeleton rows per run")
     parser.add_argument("--rows-per-user", type=int, default=50, help="skeleton rows per common-features row")
     parser.add_argument("--bucketed", type=int, default=32,
-                        help="also convert the largest size with this many join buckets (AliCCP's real common "
-                             "file gets about 35); 0 skips it")
+                        help="also convert the largest size with this many join buckets (a multi-GB common-features "
+                             "file gets one per 256 MB); 0 skips it")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
