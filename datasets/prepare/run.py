@@ -39,8 +39,9 @@ class PrepareOptions:
     block_bytes: int = BLOCK_BYTES
 
     def __post_init__(self) -> None:
-        if self.min_count < 1 or self.rows_per_file < 1 or self.block_bytes < 1:
-            raise ValueError("--min-count, --rows-per-file and --block-bytes must be >= 1")
+        if self.min_count < 1 or self.rows_per_file < 1 or not 1 <= self.block_bytes <= 1 << 30:
+            raise ValueError("--min-count and --rows-per-file must be >= 1, --block-bytes in [1, 2**30] "
+                             "(a block's line offsets are 32-bit)")
 
 
 def check_raw_files(converter: Converter, raw: Path) -> dict[str, int]:

@@ -23,6 +23,9 @@ def test_errors_exit_with_status_2_and_a_message(tmp_path: Path, capsys) -> None
         main(["userbehavior", "--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--no-progress"])
     assert exit_info.value.code == 2
     assert "--raw" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["qbvideo", "--raw", str(tmp_path), "--out", str(tmp_path / "out"), "--block-bytes", str(1 << 31)])
+    assert exit_info.value.code == 2 and "--block-bytes" in capsys.readouterr().err
     assert set(CONVERTERS) == {"aliccp", "aliexpress", "kuairand", "qbvideo", "ijcai2015", "userbehavior"}
 
 
