@@ -11,6 +11,7 @@ from datasets.schema import Schema
 from modules.mlp import TaskTowers
 from modules.moe_blocks import ExpertGroup, flat_features
 from modules.registry import ModelConfig, register_model
+from modules.shared_bottom import input_width
 
 
 class MMoE(nn.Module):
@@ -64,7 +65,7 @@ class MMoEConfig(ModelConfig):
 @register_model("mmoe", MMoEConfig)
 def build_mmoe(config: MMoEConfig, schema: Schema) -> MMoE:
     return MMoE(
-        input_dim=len(schema.sparse) * config.embedding_dim + len(schema.dense),
+        input_dim=input_width(config, schema),
         num_tasks=len(schema.tasks),
         num_experts=config.num_experts,
         expert_hidden=tuple(config.expert_hidden),
