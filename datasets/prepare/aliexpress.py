@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from datasets.prepare.converter import Converter, Layout, StageContext, Staged
 from datasets.prepare.csv_rows import read_csv_rows, stage_tables
+from datasets.prepare.lines import read_header
 from datasets.prepare.splits import OFFICIAL_TEST, OFFICIAL_TRAIN
 from datasets.prepare.staging import read_batches, staged_rows
 from datasets.prepare.vocabulary import FrequencyCounter
@@ -47,9 +48,7 @@ class Header:
     @classmethod
     def read(cls, path: Path) -> "Header":
         """The first line of ``path``, checked against the published layout."""
-        with open(path, "rb") as handle:
-            first = handle.readline().decode("utf-8-sig", errors="replace").strip()
-        names = tuple(name.strip() for name in first.split(","))
+        names = read_header(path)
         if len(names) != COLUMNS or names[-len(LABELS):] != LABELS:
             raise DataError(f"{path}: line 1: header has {len(names)} columns ending in {list(names[-len(LABELS):])}; "
                             f"expected {COLUMNS} columns (a row id, {CATEGORICAL} categorical, {NUMERICAL} numerical, "

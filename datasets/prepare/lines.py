@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -61,8 +61,7 @@ def read_line_blocks(path: Path, header: Sequence[str] | None = None, block_byte
     line_number = 1
     with open(path, "rb") as handle:
         if header is not None:
-            first = handle.readline().decode("utf-8-sig", errors="replace").strip()
-            found = [name.strip() for name in first.split(",")]
+            found = list(_header_of(handle))
             if found != list(header):
                 raise DataError(f"{path}: line 1: header {found} does not match the published format {list(header)}")
             line_number = 2
@@ -82,6 +81,17 @@ def read_line_blocks(path: Path, header: Sequence[str] | None = None, block_byte
             lines = _lines_of(path, line_number, data[: end + 1])
             yield line_number, lines
             line_number += len(lines)
+
+
+def read_header(path: Path) -> tuple[str, ...]:
+    """The comma-separated names on the first line of ``path`` (BOM and surrounding spaces dropped)."""
+    with open(path, "rb") as handle:
+        return _header_of(handle)
+
+
+def _header_of(handle: BinaryIO) -> tuple[str, ...]:
+    first = handle.readline().decode("utf-8-sig", errors="replace").strip()
+    return tuple(name.strip() for name in first.split(","))
 
 
 def _lines_of(path: Path, first_line: int, data: bytes) -> pa.StringArray:
