@@ -41,7 +41,7 @@ from datasets.prepare.feature_lists import FieldSet, parse_feature_lists, value_
 from datasets.prepare.lines import LineRows, read_line_blocks, split_columns
 from datasets.prepare.splits import OFFICIAL_TEST, OFFICIAL_TRAIN
 from datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, BucketedFiles, StagedFile, read_batches
-from datasets.prepare.values import require_labels
+from datasets.prepare.values import first_repeated, require_labels
 from datasets.validation import DataError
 
 PUBLISHED_FIELDS = ("101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "210",
@@ -166,12 +166,11 @@ class _Join:
         return not_one
 
     def _check_unique_md5(self) -> None:
-        counts = pc.value_counts(self.md5)
-        repeated = counts.filter(pc.greater(counts.field("counts"), 1))
-        if len(repeated):
-            md5 = repeated.field("values")[0].as_py()
+        repeated = first_repeated(self.md5)
+        if repeated is not None:
+            md5, count = repeated
             raise DataError(f"{self.context.raw / self.split.common}: md5 {md5!r} appears on "
-                            f"{repeated.field('counts')[0].as_py()} lines; each md5 must have one row of common features")
+                            f"{count} lines; each md5 must have one row of common features")
 
     def stage_skeleton(self, missing_common: str) -> set[str]:
         """Bucket the skeleton rows by the position of their md5 among the common rows."""

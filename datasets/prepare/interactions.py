@@ -41,7 +41,7 @@ from datasets.prepare.csv_rows import FILE_INDEX_SHIFT, progress_bar, read_csv_r
 from datasets.prepare.lines import read_line_blocks, split_columns
 from datasets.prepare.splits import ANY_SPLIT, splitmix64
 from datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, BucketedFiles, StagedFile, read_batches
-from datasets.prepare.values import require_integer_ids
+from datasets.prepare.values import first_repeated, require_integer_ids
 from datasets.prepare.vocabulary import FrequencyCounter, SortedKeys
 from datasets.validation import DataError
 
@@ -140,10 +140,9 @@ def _line_numbers(row_keys_column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _require_unique_users(path: Path, table: pa.Table) -> None:
-    counts = pc.value_counts(table[USER])
-    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
-    if len(repeated):
-        user = repeated[0]["values"].as_py()
+    repeated = first_repeated(table[USER])
+    if repeated is not None:
+        user, _ = repeated
         lines = _line_numbers(table.filter(pc.equal(table[USER], user))[ROW_KEY]).tolist()
         raise DataError(f"{path}: user_id {user} appears on more than one line (lines {lines}); expected one line per user")
 

@@ -38,7 +38,7 @@ import pyarrow.csv as pacsv
 
 from datasets.prepare.converter import Converter, Layout, StageContext, Staged
 from datasets.prepare.csv_rows import read_csv_rows, stage_tables
-from datasets.prepare.values import parse_integers, parse_numbers
+from datasets.prepare.values import first_repeated, parse_integers, parse_numbers
 from datasets.validation import DataError
 
 LOG_FILES = ("log_standard_4_08_to_4_21_pure.csv", "log_standard_4_22_to_5_08_pure.csv")
@@ -112,9 +112,9 @@ def unique_keys(path: Path, text: pa.Array, key: str) -> pa.Array:
     """int64 ``key`` ids of a side table; non-integer or repeated keys are a DataError."""
     keys, ok = parse_integers(text)
     _require(path, ok, text, key, "an integer id")
-    values, counts = np.unique(keys.to_numpy(), return_counts=True)
-    if (counts > 1).any():
-        raise DataError(f"{path}: {key} {int(values[np.argmax(counts > 1)])} appears on more than one line")
+    repeated = first_repeated(keys)
+    if repeated is not None:
+        raise DataError(f"{path}: {key} {repeated[0]} appears on more than one line")
     return keys
 
 

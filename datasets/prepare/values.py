@@ -6,7 +6,7 @@ was valid, so callers drop or report exactly those lines (``LineRows.require``).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -74,3 +74,12 @@ def require_labels(rows: LineRows, names: list[str], bad_lines: BadLines) -> Non
 
 def _quote(text: pa.Array) -> Callable[[int], str]:
     return lambda i: f"value {text[i].as_py()!r}"
+
+
+def first_repeated(keys: pa.Array | pa.ChunkedArray) -> tuple[Any, int] | None:
+    """The first key that occurs more than once and its count, or None when all keys are distinct."""
+    counts = pc.value_counts(keys)
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return None
+    return repeated.field("values")[0].as_py(), repeated.field("counts")[0].as_py()
