@@ -56,7 +56,7 @@ def build_vocabularies(dataset: str, staged: Staged, plan: SplitPlan, min_count:
     longest = dict.fromkeys(layout.sparse, 0)
     value_types: dict[str, pa.DataType] = {}
     with tqdm(total=staged_rows(staged.files), unit="rows", unit_scale=True, desc="vocabularies", disable=not progress) as bar:
-        for table in read_batches(staged.files):
+        for table in read_batches(staged.files, [ROW_KEY, STAGED_SPLIT, *layout.sparse]):
             is_train = pa.array(plan.splits_of(table) == TRAIN)
             for name in layout.sparse:
                 column = table[name].combine_chunks()
@@ -126,7 +126,7 @@ def write_splits(staged: Staged, layout: Layout, vocabularies: VocabularySet, pl
     writers = [SplitWriter(out / split, rows_per_file) for split in SPLITS]
     positives = np.zeros((len(SPLITS), len(layout.tasks)))
     with tqdm(total=staged_rows(staged.files), unit="rows", unit_scale=True, desc="write splits", disable=not progress) as bar:
-        for table in read_batches(staged.files):
+        for table in read_batches(staged.files, [ROW_KEY, STAGED_SPLIT, *layout.sparse, *layout.dense, *layout.tasks]):
             split = plan.splits_of(table)
             final = _final_table(table, layout, vocabularies)
             for index, writer in enumerate(writers):

@@ -87,13 +87,14 @@ class BucketedFiles:
         return [staged.close() for staged in self.files]
 
 
-def read_batches(paths: list[Path]) -> Iterator[pa.Table]:
-    """The row groups of staged files, in order (each at most ``ROW_GROUP_ROWS`` rows or about
-    ``BUFFER_BYTES``; read one at a time, since pre-buffered batch iteration holds a file's data)."""
+def read_batches(paths: list[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """The row groups of staged files (only ``columns`` when given), in order (each at most
+    ``ROW_GROUP_ROWS`` rows or about ``BUFFER_BYTES``; read one at a time, since pre-buffered batch
+    iteration holds a file's data)."""
     for path in paths:
         parquet = pq.ParquetFile(path)
         for row_group in range(parquet.num_row_groups):
-            yield parquet.read_row_group(row_group)
+            yield parquet.read_row_group(row_group, columns=columns)
 
 
 def staged_rows(paths: list[Path]) -> int:
