@@ -42,6 +42,7 @@ from datasets.prepare.lines import read_line_blocks, split_columns
 from datasets.prepare.splits import ANY_SPLIT, splitmix64
 from datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, BucketedFiles, StagedFile, read_batches
 from datasets.prepare.values import first_repeated, require_integer_ids
+from datasets.prepare.side_tables import SideTable
 from datasets.prepare.vocabulary import FrequencyCounter, SortedKeys
 from datasets.validation import DataError
 
@@ -104,8 +105,7 @@ class UserTable:
     def __init__(self, path: Path, table: pa.Table, features: tuple[str, ...]) -> None:
         _require_unique_users(path, table)
         self.features = features
-        self.table = table.select(list(features))
-        self._keys = SortedKeys(table[USER].combine_chunks())
+        self._side = SideTable(table[USER].combine_chunks(), table.select(list(features)))
         self.missing = 0
 
     @classmethod
@@ -119,9 +119,8 @@ class UserTable:
 
     def join(self, samples: pa.Table) -> pa.Table:
         """``samples`` with the user feature columns appended (null for users absent from the table)."""
-        position = self._keys.positions(samples[USER].combine_chunks())
-        self.missing += int((position < 0).sum())
-        found = self.table.take(pa.array(position, mask=position < 0))
+        found, missing = self._side.join(samples[USER].combine_chunks())
+        self.missing += missing
         for name in self.features:
             samples = samples.append_column(name, found[name])
         return samples

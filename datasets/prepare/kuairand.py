@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -38,6 +37,7 @@ import pyarrow.csv as pacsv
 
 from datasets.prepare.converter import Converter, Layout, StageContext, Staged
 from datasets.prepare.csv_rows import read_csv_rows, stage_tables
+from datasets.prepare.side_tables import SideTable
 from datasets.prepare.values import first_repeated, parse_integers, parse_numbers
 from datasets.validation import DataError
 
@@ -68,24 +68,6 @@ VIDEO_DENSE = {"video_duration": 1000.0}  # dense column -> divisor before log1p
 SPARSE = (*LOG_FEATURES, *USER_CATEGORICAL, *VIDEO_CATEGORICAL, *VIDEO_MULTI_HOT)
 DENSE = (*USER_DENSE, *VIDEO_DENSE)
 FIRST_DATA_LINE = 2  # side-table row 0 is on line 2, after the header
-
-
-@dataclass(frozen=True)
-class SideTable:
-    """The staged feature columns of a small side table, one row per ``keys`` entry."""
-
-    keys: pa.Array
-    features: pa.Table
-    dense: tuple[str, ...]
-
-    def join(self, keys: pa.Array) -> tuple[pa.Table, int]:
-        """The features of each of ``keys`` (missing keys get nulls, dense 0) and how many were missing."""
-        index = pc.index_in(keys, value_set=self.keys)
-        joined = self.features.take(index)
-        for name in self.dense:
-            position = joined.column_names.index(name)
-            joined = joined.set_column(position, name, pc.fill_null(joined[name], 0.0))
-        return joined, index.null_count
 
 
 def _require(path: Path, ok: np.ndarray, text: pa.Array, column: str, expected: str) -> None:
