@@ -58,14 +58,17 @@ class _Piece:
 
 
 class ParquetSplit:
-    """The row-group index of one split's Parquet files, checked against the schema on open."""
+    """The row-group index of one split's Parquet files, checked against the schema on open.
+
+    ``rows(start, stop)`` and ``without_rows(start, stop)`` give views of part of the split (e.g. a
+    slice held out for architecture steps) that read and number rows like a split of their own.
+    """
 
     def __init__(self, files: list[Path], schema: Schema, chunk_rows: int = 65536) -> None:
         self.files = [Path(f) for f in files]
         self.schema = schema
         self.chunk_rows = chunk_rows
-        # (file_index, row_group, rows, file_row_of_first)
-        self._row_groups: list[tuple[int, int, int, int]] = []
+        self._pieces: list[_Piece] = []  # whole row groups at first, parts of them in views
         for file_index, path in enumerate(self.files):
             if not path.is_file():
                 raise DataError(f"{path}: file not found")
@@ -75,21 +78,40 @@ class ParquetSplit:
             for row_group in range(metadata.num_row_groups):
                 rows = metadata.row_group(row_group).num_rows
                 if rows:
-                    self._row_groups.append((file_index, row_group, rows, file_row))
+                    self._pieces.append(_Piece(file_index, row_group, 0, rows, file_row))
                 file_row += rows
-        self.num_rows = sum(rows for _, _, rows, _ in self._row_groups)
 
     @classmethod
     def open(cls, dataset_dir: str | Path, split: str, schema: Schema) -> "ParquetSplit":
         return cls(split_files(dataset_dir, split), schema)
 
+    @property
+    def num_rows(self) -> int:
+        return sum(piece.stop - piece.start for piece in self._pieces)
+
+    def rows(self, start: int, stop: int) -> "ParquetSplit":
+        """A view of this split's rows ``[start, stop)``."""
+        return self._view(self.pieces(start, stop))
+
+    def without_rows(self, start: int, stop: int) -> "ParquetSplit":
+        """A view of this split without its rows ``[start, stop)``."""
+        return self._view(self.pieces(0, start) + self.pieces(stop, self.num_rows))
+
+    def _view(self, pieces: list[_Piece]) -> "ParquetSplit":
+        view = object.__new__(ParquetSplit)
+        view.files, view.schema, view.chunk_rows, view._pieces = self.files, self.schema, self.chunk_rows, pieces
+        return view
+
     def pieces(self, start: int, stop: int) -> list[_Piece]:
-        """The row-group pieces covering global rows ``[start, stop)``, in file order."""
+        """The row-group pieces covering this split's rows ``[start, stop)``, in file order."""
         pieces, offset = [], 0
-        for file_index, row_group, rows, file_row in self._row_groups:
+        for piece in self._pieces:
+            rows = piece.stop - piece.start
             lo, hi = max(start, offset), min(stop, offset + rows)
             if lo < hi:
-                pieces.append(_Piece(file_index, row_group, lo - offset, hi - offset, file_row + lo - offset))
+                skip = lo - offset
+                pieces.append(_Piece(piece.file_index, piece.row_group, piece.start + skip, piece.start + hi - offset,
+                                     piece.file_row + skip))
             offset += rows
         return pieces
 

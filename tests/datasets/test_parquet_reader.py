@@ -91,6 +91,19 @@ def test_training_ranks_are_disjoint_and_take_equal_steps(indexed, world_size):
         assert all(low <= row < high for row in rows)
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_views_of_a_split_read_exactly_their_rows_across_files_and_row_groups(indexed, world_size):
+    """Rows 250..612 cross files of 97 rows and row groups of 31; the rest is two disjoint ranges."""
+    folder, schema = indexed
+    split = ParquetSplit.open(folder, "train", schema)
+    held, rest = split.rows(250, 613), split.without_rows(250, 613)
+    assert (held.num_rows, rest.num_rows, split.num_rows) == (363, 637, 1000)
+    for view, expected in ((held, list(range(250, 613))), (rest, list(range(250)) + list(range(613, 1000)))):
+        readers = [BatchReader(view, 32, r, world_size) for r in range(world_size)]
+        assert sorted(row for reader in readers for row in _rows(reader.epoch())) == expected
+    assert _rows(BatchReader(held.rows(10, 13), 3).epoch()) == [260, 261, 262]  # a view of a view
+
+
 def test_shuffling_changes_order_between_epochs_and_is_seeded(indexed):
     folder, schema = indexed
     split = ParquetSplit.open(folder, "train", schema)
