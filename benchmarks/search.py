@@ -75,7 +75,7 @@ def _run(args: list[str]) -> None:
 
 def throughput_and_wall_time(data: Path, tmp: Path, steps: int) -> dict:
     common = [f"dataset.path={data}", "trainer.progress=false", "overwrite=true"]
-    _run(["nas.search", "search_space=benchmark", "search.epochs=3", "search.finetune_epochs=1",
+    _run(["nas.search", "search_space=benchmark", "search.epochs=3", "trainer.epochs=1",
           f"trainer.max_steps_per_epoch={steps}", f"run_dir={tmp / 'throughput-search'}"] + common)
     log = [json.loads(line) for line in (tmp / "throughput-search" / "search_log.jsonl").read_text().splitlines()]
     _run(["pipelines.train", "model=mmoe", "trainer.epochs=1", f"trainer.max_steps_per_epoch={steps}",

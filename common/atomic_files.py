@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -47,6 +49,15 @@ def _umask() -> int:
 def atomic_write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as indented JSON, atomically."""
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """``rows`` (dicts with the same keys, in order) as a CSV file with a header, written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 @contextmanager

@@ -3,34 +3,48 @@
 ``python -m datasets.synthetic aliccp_like --rows N --out DIR`` writes an AliCCP-shaped dataset:
 the 23 published AliCCP sparse fields (cardinalities scaled down, six of them multi-hot), four
 dense features and two binary tasks, ``click`` and ``conversion``, where a conversion only
-happens after a click. The labels are drawn from planted logistic models:
+happens after a click. Each task's label is drawn from a planted logit with three parts:
 
-* ``click`` depends on fields 121, 206, 216, 301, 210 (multi-hot) and ``dense_0``;
-* ``conversion`` (given a click) depends on fields 206 (shared with click), 125, 508,
-  853 (multi-hot) and ``dense_1``;
-* every other field and dense feature is pure noise.
+* additive: a random effect per id of each driving field (normal, std ``EFFECT_STD`` for click,
+  ``CONVERSION_EFFECT_STD`` for conversion; a multi-hot field contributes the sum of its ids'
+  effects divided by sqrt(bag size)) plus ``DENSE_WEIGHT`` times one dense feature:
+  click: 121, 206, 216, 301, 210 (multi-hot), ``dense_0``; conversion: 206, 121 (both shared with
+  click), 125, 508, 853 (multi-hot), ``dense_1``;
+* interactions (FM-like): each field of a pair in ``INTERACTIONS`` has a latent vector per id
+  (``LATENT_DIM``, normal, centred under the id distribution so a pair has no main effect) and the
+  pair adds ``<v_a[id_a], v_b[id_b]>``: click (121, 216), (206, 301); conversion (206, 125) and
+  (508, 702), where 702 drives conversion through the interaction only;
+* nonlinear: click ``cos(2 * dense_2)``, conversion ``|dense_3|`` (both centred); even functions
+  of a standard normal input, so no linear model over the inputs captures any of them.
 
-Each driving field has a random effect per id (normal, std ``EFFECT_STD`` for click,
-``CONVERSION_EFFECT_STD`` for conversion); a multi-hot field
-contributes the sum of its ids' effects divided by sqrt(bag size), so every driver moves a row's
-logit by about the same amount whether it is single- or multi-hot. Intercepts are calibrated so the click rate is about
-``CLICK_RATE`` and the conversion rate among clicks about ``CONVERSION_RATE``. Which field is which
-is written into ``schema.json`` under ``metadata.planted`` for later tests to check against.
+The interaction and nonlinear parts are scaled on a calibration sample so the three parts carry
+``LOGIT_VARIANCE_SHARES`` of a task's logit variance (every pair the same share). ``conflict`` sets
+how the shared fields' conversion effects relate to their click effects:
+``rho * click_effect + sqrt(1 - rho^2) * independent`` (both scaled to the task's std) with
+``rho = 1 - 2 * conflict``: 0 pushes both tasks the same way, 0.5 unrelated, 1 opposite ways.
+Intercepts are calibrated so the click rate is about ``click_rate`` and the conversion rate among
+clicks about ``conversion_rate``. Drivers, noise fields and every setting are written into
+``schema.json``'s metadata (``planted``, ``logit``); ``write_synthetic`` also records the oracle
+AUC (scoring each row by its true probability: ``sigmoid(click_logit)`` for click,
+``sigmoid(click_logit) * sigmoid(conversion_logit)`` for conversion) of the valid and test splits
+under ``metadata.oracle_auc``, the ceiling a model can reach.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scipy.special import expit
 from tqdm import tqdm
 
 from common.atomic_files import atomic_directory
+from common.ranking import auc
 from datasets.schema import SPLITS, DenseFeature, Schema, SparseFeature, TaskSpec
 
 
@@ -47,6 +61,25 @@ class FieldSpec:
         return self.max_ids > 1
 
 
+@dataclass(frozen=True)
+class NonlinearTerm:
+    """A task's nonlinear logit term: ``formula`` of one dense feature, standardized (mean 0, std 1 under N(0, 1))."""
+
+    dense: str
+    formula: str
+    standardized: Callable[[np.ndarray], np.ndarray]
+
+
+def _standardized_cosine(x: np.ndarray) -> np.ndarray:
+    """``cos(2x)`` minus its mean exp(-2), over its std, for x ~ N(0, 1)."""
+    return (np.cos(2 * x) - np.exp(-2)) / np.sqrt((1 + np.exp(-8)) / 2 - np.exp(-4))
+
+
+def _standardized_abs(x: np.ndarray) -> np.ndarray:
+    """``|x|`` minus its mean sqrt(2/pi), over its std, for x ~ N(0, 1)."""
+    return (np.abs(x) - np.sqrt(2 / np.pi)) / np.sqrt(1 - 2 / np.pi)
+
+
 # The 23 published AliCCP fields; cardinalities scaled down from the real vocabularies.
 ALICCP_FIELDS = (
     FieldSpec("101", 5000), FieldSpec("121", 100), FieldSpec("122", 15), FieldSpec("124", 3),
@@ -58,15 +91,33 @@ ALICCP_FIELDS = (
     FieldSpec("127_14", 5000, max_ids=6), FieldSpec("150_14", 5000, max_ids=6),
 )
 DENSE_FEATURES = ("dense_0", "dense_1", "dense_2", "dense_3")
-CLICK_FIELDS = ("121", "206", "216", "301", "210")
-CONVERSION_FIELDS = ("206", "125", "508", "853")
-CLICK_DENSE, CONVERSION_DENSE = ("dense_0",), ("dense_1",)
+TASKS = ("click", "conversion")
+# Additive drivers; the fields in both tuples are shared, their conversion effects set by the conflict.
+ADDITIVE_FIELDS = {"click": ("121", "206", "216", "301", "210"), "conversion": ("206", "121", "125", "508", "853")}
+ADDITIVE_DENSE = {"click": ("dense_0",), "conversion": ("dense_1",)}
+# FM-like pairs (single-hot fields only); 702 drives conversion through its pair with 508 alone.
+INTERACTIONS = {"click": (("121", "216"), ("206", "301")), "conversion": (("206", "125"), ("508", "702"))}
+LATENT_DIM = 4
+NONLINEAR = {
+    "click": NonlinearTerm("dense_2", "cos(2 * dense_2)", _standardized_cosine),
+    "conversion": NonlinearTerm("dense_3", "|dense_3|", _standardized_abs),
+}
+# Share of a task's logit variance per part (measured on the calibration sample): half of it is out
+# of reach of a model that is linear in the inputs.
+LOGIT_VARIANCE_SHARES = {"additive": 0.50, "interaction": 0.35, "nonlinear": 0.15}
 DENSE_WEIGHT = 0.5
 EFFECT_STD = 0.6
-# Conversions are rare (about 0.7% of rows), so their drivers get larger effects to stay learnable.
+# Conversions are rare (about 1.5% of rows), so their drivers get larger effects to stay learnable.
 CONVERSION_EFFECT_STD = 1.0
-CLICK_RATE, CONVERSION_RATE = 0.06, 0.12
+EFFECT_STDS = {"click": EFFECT_STD, "conversion": CONVERSION_EFFECT_STD}
+DEFAULT_CONFLICT = 0.3
+DEFAULT_CLICK_RATE = 0.06
+# Among clicks. 0.25 (not AliCCP's ~0.12) so a 30k-row test split holds about 450 conversions and the
+# conversion AUC moves little from seed to seed.
+DEFAULT_CONVERSION_RATE = 0.25
 ID_SKEW = 3.0  # id = floor(cardinality * u**ID_SKEW): small ids are frequent, as in real logs
+CALIBRATION_ROWS = 200_000
+ORACLE_SPLITS = ("valid", "test")  # splits whose oracle AUC write_synthetic records
 
 
 def _draw_ids(rng: np.random.Generator, field: FieldSpec, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +127,11 @@ def _draw_ids(rng: np.random.Generator, field: FieldSpec, rows: int) -> tuple[np
     return ids, lengths
 
 
+def _id_probabilities(field: FieldSpec) -> np.ndarray:
+    """P(id = k) for k in [0, cardinality) under ``_draw_ids``: P(id < k) = (k / cardinality) ** (1 / ID_SKEW)."""
+    return np.diff((np.arange(field.cardinality + 1) / field.cardinality) ** (1 / ID_SKEW))
+
+
 def _bag_effect(effects: np.ndarray, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per-row ``sum(effects[ids]) / sqrt(bag size)`` (0 for an empty bag): the std of ``effects`` for any size."""
     row = np.repeat(np.arange(len(lengths)), lengths)
@@ -83,82 +139,241 @@ def _bag_effect(effects: np.ndarray, ids: np.ndarray, lengths: np.ndarray) -> np
     return total / np.sqrt(np.maximum(lengths, 1))
 
 
-def _calibrated_intercept(logits: np.ndarray, rate: float) -> float:
-    """The intercept b with mean(sigmoid(b + logits)) == rate (bisection)."""
+def _calibrated_intercept(logits: np.ndarray, rate: float, weights: np.ndarray | None = None) -> float:
+    """The intercept b with the ``weights``-weighted mean of sigmoid(b + logits) equal to ``rate`` (bisection)."""
     low, high = -30.0, 30.0
     for _ in range(80):
         mid = (low + high) / 2
-        if np.mean(1 / (1 + np.exp(-(mid + logits)))) < rate:
+        if np.average(expit(mid + logits), weights=weights) < rate:
             low = mid
         else:
             high = mid
     return (low + high) / 2
 
 
-class AliccpLikeGenerator:
-    """Draws AliCCP-shaped rows from the planted click/conversion model fixed by ``seed``."""
+@dataclass(frozen=True)
+class Rows:
+    """Drawn feature values of some rows, before labels."""
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        rng = np.random.default_rng([seed, 0])
+    ids: dict[str, tuple[np.ndarray, np.ndarray]]  # field -> (ids [sum of bag lengths], bag lengths [rows])
+    dense: np.ndarray  # [rows, len(DENSE_FEATURES)] float32
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> Rows:
+        """The feature values of an AliCCP-like table, e.g. a split read back from Parquet."""
+        ids = {}
+        for spec in ALICCP_FIELDS:
+            column = table.column(spec.name).combine_chunks()
+            if spec.multi_hot:
+                ids[spec.name] = (column.flatten().to_numpy(), column.value_lengths().to_numpy().astype(np.int64))
+            else:
+                ids[spec.name] = (column.to_numpy(), np.ones(len(column), dtype=np.int64))
+        return cls(ids, np.stack([table.column(name).to_numpy() for name in DENSE_FEATURES], axis=1))
+
+    def dense_column(self, name: str) -> np.ndarray:
+        return self.dense[:, DENSE_FEATURES.index(name)]
+
+
+@dataclass(frozen=True)
+class LogitParts:
+    """One task's planted logit over some rows, by part; the logit is their sum."""
+
+    intercept: float
+    additive: np.ndarray  # [rows]
+    interactions: np.ndarray  # [rows, num pairs], scaled
+    nonlinear: np.ndarray  # [rows], scaled
+
+    @property
+    def logit(self) -> np.ndarray:
+        return self.intercept + self.additive + self.interactions.sum(axis=1) + self.nonlinear
+
+
+@dataclass(frozen=True)
+class PlantedLogit:
+    """One task's planted logit model: per-id effects, dense weights, FM pairs and a nonlinear term."""
+
+    effects: dict[str, np.ndarray]  # field -> effect per id [cardinality]
+    dense: tuple[str, ...]  # additive dense features, each weighted DENSE_WEIGHT
+    pairs: tuple[tuple[str, str], ...]
+    latents: dict[str, np.ndarray]  # field -> latent vector per id [cardinality, LATENT_DIM]
+    nonlinear: NonlinearTerm
+    pair_scales: tuple[float, ...] = ()  # () = unscaled (1 each)
+    nonlinear_scale: float = 1.0
+    intercept: float = 0.0
+
+    def parts(self, rows: Rows) -> LogitParts:
+        """The additive, interaction and nonlinear parts of this logit on ``rows``."""
+        additive = sum(_bag_effect(effects, *rows.ids[name]) for name, effects in self.effects.items())
+        additive = additive + DENSE_WEIGHT * sum(rows.dense_column(name).astype(np.float64) for name in self.dense)
+        scales = self.pair_scales or (1.0,) * len(self.pairs)
+        interactions = np.stack([
+            scale * np.einsum("rk,rk->r", self.latents[a][rows.ids[a][0]], self.latents[b][rows.ids[b][0]])
+            for (a, b), scale in zip(self.pairs, scales)
+        ], axis=1)
+        nonlinear_input = rows.dense_column(self.nonlinear.dense).astype(np.float64)
+        nonlinear = self.nonlinear_scale * self.nonlinear.standardized(nonlinear_input)
+        return LogitParts(self.intercept, additive, interactions, nonlinear)
+
+    def scaled_to_shares(self, rows: Rows) -> PlantedLogit:
+        """This logit with pair and nonlinear scales giving ``LOGIT_VARIANCE_SHARES`` of its variance on ``rows``."""
+        raw = replace(self, pair_scales=(), nonlinear_scale=1.0).parts(rows)
+        additive_variance = raw.additive.var() / LOGIT_VARIANCE_SHARES["additive"]  # per unit of share
+        pair_variance = additive_variance * LOGIT_VARIANCE_SHARES["interaction"] / len(self.pairs)
+        pair_scales = tuple(float(np.sqrt(pair_variance / variance)) for variance in raw.interactions.var(axis=0))
+        nonlinear_scale = float(np.sqrt(additive_variance * LOGIT_VARIANCE_SHARES["nonlinear"] / raw.nonlinear.var()))
+        return replace(self, pair_scales=pair_scales, nonlinear_scale=nonlinear_scale)
+
+    @property
+    def sparse_drivers(self) -> list[str]:
+        """Additive fields, then the fields that only drive through a pair."""
+        paired = [name for pair in self.pairs for name in pair]
+        return list(self.effects) + [name for name in dict.fromkeys(paired) if name not in self.effects]
+
+    @property
+    def dense_drivers(self) -> list[str]:
+        return list(self.dense) + [self.nonlinear.dense]
+
+
+def _latents(rng: np.random.Generator, field: FieldSpec) -> np.ndarray:
+    """Normal latent vectors per id [cardinality, LATENT_DIM], centred under the id distribution (no main effect)."""
+    if field.multi_hot:
+        raise ValueError(f"interaction field '{field.name}' is multi-hot; INTERACTIONS takes single-hot fields only")
+    latents = rng.standard_normal((field.cardinality, LATENT_DIM))
+    return latents - _id_probabilities(field) @ latents
+
+
+def _validate_rate(value: float, flag: str) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"{flag} must be in (0, 1), got {value}")
+
+
+class AliccpLikeGenerator:
+    """Draws AliCCP-shaped rows from the planted click/conversion model fixed by ``seed``.
+
+    ``conflict`` in [0, 1] sets how the shared fields' conversion effects relate to their click
+    effects (correlation ``1 - 2 * conflict``); ``click_rate`` is the target click rate and
+    ``conversion_rate`` the target conversion rate among clicks.
+    """
+
+    def __init__(self, seed: int, conflict: float = DEFAULT_CONFLICT, click_rate: float = DEFAULT_CLICK_RATE,
+                 conversion_rate: float = DEFAULT_CONVERSION_RATE) -> None:
+        if not 0 <= conflict <= 1:
+            raise ValueError(f"--conflict must be in [0, 1] (0: shared fields push both tasks the same way, "
+                             f"1: opposite ways), got {conflict}")
+        _validate_rate(click_rate, "--click-rate")
+        _validate_rate(conversion_rate, "--conversion-rate")
+        self.seed, self.conflict, self.click_rate, self.conversion_rate = seed, conflict, click_rate, conversion_rate
         self.fields = {f.name: f for f in ALICCP_FIELDS}
-        self.click_effects = {n: rng.normal(0, EFFECT_STD, self.fields[n].cardinality) for n in CLICK_FIELDS}
-        self.conversion_effects = {n: rng.normal(0, CONVERSION_EFFECT_STD, self.fields[n].cardinality) for n in CONVERSION_FIELDS}
-        self.click_intercept, self.conversion_intercept = 0.0, 0.0
-        calibration = self._draw(np.random.default_rng([seed, 1]), 200_000, labels=False)
-        self.click_intercept = _calibrated_intercept(calibration["click_logit"], CLICK_RATE)
-        self.conversion_intercept = _calibrated_intercept(calibration["conversion_logit"], CONVERSION_RATE)
+        self.planted_logits = self._planted_logits(np.random.default_rng([seed, 0]))
+        self._calibrate(self.draw_rows(np.random.default_rng([seed, 1]), CALIBRATION_ROWS))
+
+    @property
+    def shared_fields(self) -> tuple[str, ...]:
+        return tuple(name for name in ADDITIVE_FIELDS["conversion"] if name in ADDITIVE_FIELDS["click"])
+
+    def _planted_logits(self, rng: np.random.Generator) -> dict[str, PlantedLogit]:
+        """Effects and latents of both tasks, unscaled and without intercepts."""
+        click_effects = {n: rng.normal(0, EFFECT_STD, self.fields[n].cardinality) for n in ADDITIVE_FIELDS["click"]}
+        rho = 1 - 2 * self.conflict
+        conversion_effects = {}
+        for name in ADDITIVE_FIELDS["conversion"]:
+            independent = rng.normal(0, CONVERSION_EFFECT_STD, self.fields[name].cardinality)
+            if name in click_effects:
+                along_click = click_effects[name] * CONVERSION_EFFECT_STD / EFFECT_STD
+                independent = rho * along_click + np.sqrt(1 - rho**2) * independent
+            conversion_effects[name] = independent
+        effects = {"click": click_effects, "conversion": conversion_effects}
+        planted = {}
+        for task in TASKS:
+            paired = dict.fromkeys(name for pair in INTERACTIONS[task] for name in pair)
+            latents = {name: _latents(rng, self.fields[name]) for name in paired}
+            planted[task] = PlantedLogit(effects[task], ADDITIVE_DENSE[task], INTERACTIONS[task], latents,
+                                         NONLINEAR[task])
+        return planted
+
+    def _calibrate(self, rows: Rows) -> None:
+        """Scale each task's parts to ``LOGIT_VARIANCE_SHARES``, then fit the intercepts to the target rates."""
+        click = self.planted_logits["click"].scaled_to_shares(rows)
+        conversion = self.planted_logits["conversion"].scaled_to_shares(rows)
+        click = replace(click, intercept=_calibrated_intercept(click.parts(rows).logit, self.click_rate))
+        click_probability = expit(click.parts(rows).logit)
+        intercept = _calibrated_intercept(conversion.parts(rows).logit, self.conversion_rate, weights=click_probability)
+        self.planted_logits = {"click": click, "conversion": replace(conversion, intercept=intercept)}
+        self.variance_shares = {task: self._variance_shares(logit.parts(rows))
+                                for task, logit in self.planted_logits.items()}
+
+    @staticmethod
+    def _variance_shares(parts: LogitParts) -> dict[str, float]:
+        """Each part's share of the logit variance on the rows of ``parts``."""
+        total = parts.logit.var()
+        return {"additive": float(parts.additive.var() / total),
+                "interaction": float(parts.interactions.sum(axis=1).var() / total),
+                "nonlinear": float(parts.nonlinear.var() / total)}
+
+    def draw_rows(self, rng: np.random.Generator, rows: int) -> Rows:
+        """Feature values of ``rows`` rows (ids of every field, then the dense features)."""
+        ids = {name: _draw_ids(rng, field, rows) for name, field in self.fields.items()}
+        return Rows(ids, rng.standard_normal((rows, len(DENSE_FEATURES))).astype(np.float32))
+
+    def task_probabilities(self, rows: Rows) -> dict[str, np.ndarray]:
+        """Each row's sigmoid of each task's logit: P(click) and P(conversion | click), each [rows]."""
+        return {task: expit(logit.parts(rows).logit) for task, logit in self.planted_logits.items()}
+
+    @staticmethod
+    def oracle_scores(task_probabilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The true P(click) and P(conversion) = P(click) * P(conversion | click) of each row, each [rows]."""
+        click = task_probabilities["click"]
+        return {"click": click, "conversion": click * task_probabilities["conversion"]}
+
+    def table_with_oracle(self, rng: np.random.Generator, rows: int) -> tuple[pa.Table, dict[str, np.ndarray]]:
+        """``rows`` rows with labels as an Arrow table in schema column order, and their ``oracle_scores``."""
+        drawn = self.draw_rows(rng, rows)
+        probability = self.task_probabilities(drawn)
+        click = rng.random(rows) < probability["click"]
+        converted = rng.random(rows) < probability["conversion"]
+        oracle = self.oracle_scores(probability)
+        columns = {}
+        for spec in ALICCP_FIELDS:
+            ids, lengths = drawn.ids[spec.name]
+            if spec.multi_hot:
+                offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+                columns[spec.name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids))
+            else:
+                columns[spec.name] = pa.array(ids)
+        columns.update({name: pa.array(drawn.dense_column(name)) for name in DENSE_FEATURES})
+        columns["click"] = pa.array(click.astype(np.float32))
+        columns["conversion"] = pa.array((click & converted).astype(np.float32))
+        return pa.table(columns), oracle
+
+    def table(self, rng: np.random.Generator, rows: int) -> pa.Table:
+        """``rows`` rows with labels, as an Arrow table in schema column order."""
+        return self.table_with_oracle(rng, rows)[0]
 
     def schema(self, metadata: dict) -> Schema:
-        noise_sparse = [f.name for f in ALICCP_FIELDS if f.name not in CLICK_FIELDS + CONVERSION_FIELDS]
-        noise_dense = [d for d in DENSE_FEATURES if d not in CLICK_DENSE + CONVERSION_DENSE]
-        planted = {
-            "click": {"sparse": list(CLICK_FIELDS), "dense": list(CLICK_DENSE)},
-            "conversion": {"sparse": list(CONVERSION_FIELDS), "dense": list(CONVERSION_DENSE)},
-            "noise": {"sparse": noise_sparse, "dense": noise_dense},
+        planted: dict = {
+            task: {"sparse": logit.sparse_drivers, "dense": logit.dense_drivers,
+                   "interactions": [list(pair) for pair in logit.pairs], "nonlinear": logit.nonlinear.formula}
+            for task, logit in self.planted_logits.items()
+        }
+        drivers = {name for task in TASKS for name in planted[task]["sparse"] + planted[task]["dense"]}
+        planted["noise"] = {"sparse": [f.name for f in ALICCP_FIELDS if f.name not in drivers],
+                            "dense": [d for d in DENSE_FEATURES if d not in drivers]}
+        logit = {
+            "dense_weight": DENSE_WEIGHT, "effect_std": EFFECT_STDS, "id_skew": ID_SKEW,
+            "shared_fields": list(self.shared_fields), "target_variance_shares": LOGIT_VARIANCE_SHARES,
+            **{task: {"intercept": logit.intercept, "interaction_scales": list(logit.pair_scales),
+                      "nonlinear_scale": logit.nonlinear_scale, "variance_shares": self.variance_shares[task]}
+               for task, logit in self.planted_logits.items()},
         }
         return Schema(
             sparse=tuple(SparseFeature(f.name, f.cardinality, f.multi_hot) for f in ALICCP_FIELDS),
             dense=tuple(DenseFeature(d) for d in DENSE_FEATURES),
-            tasks=(TaskSpec("click", "binary"), TaskSpec("conversion", "binary")),
+            tasks=tuple(TaskSpec(task, "binary") for task in TASKS),
             group_column="101",
-            metadata={"generator": "aliccp_like", "seed": self.seed, "planted": planted, **metadata},
+            metadata={"generator": "aliccp_like", "seed": self.seed, "conflict": self.conflict,
+                      "click_rate": self.click_rate, "conversion_rate": self.conversion_rate, "latent_dim": LATENT_DIM,
+                      "planted": planted, "logit": logit, **metadata},
         )
-
-    def table(self, rng: np.random.Generator, rows: int) -> pa.Table:
-        """``rows`` rows with labels, as an Arrow table in schema column order."""
-        draw = self._draw(rng, rows, labels=True)
-        columns = {}
-        for field in ALICCP_FIELDS:
-            ids, lengths = draw[field.name]
-            if field.multi_hot:
-                offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-                columns[field.name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids))
-            else:
-                columns[field.name] = pa.array(ids)
-        for j, name in enumerate(DENSE_FEATURES):
-            columns[name] = pa.array(draw["dense"][:, j])
-        columns["click"] = pa.array(draw["click"])
-        columns["conversion"] = pa.array(draw["conversion"])
-        return pa.table(columns)
-
-    def _draw(self, rng: np.random.Generator, rows: int, labels: bool) -> dict:
-        draw: dict = {name: _draw_ids(rng, field, rows) for name, field in self.fields.items()}
-        dense = rng.standard_normal((rows, len(DENSE_FEATURES))).astype(np.float32)
-        draw["dense"] = dense
-        click_logit = self.click_intercept + DENSE_WEIGHT * dense[:, DENSE_FEATURES.index("dense_0")]
-        for name, effects in self.click_effects.items():
-            click_logit = click_logit + _bag_effect(effects, *draw[name])
-        conversion_logit = self.conversion_intercept + DENSE_WEIGHT * dense[:, DENSE_FEATURES.index("dense_1")]
-        for name, effects in self.conversion_effects.items():
-            conversion_logit = conversion_logit + _bag_effect(effects, *draw[name])
-        draw["click_logit"], draw["conversion_logit"] = click_logit, conversion_logit
-        if labels:
-            click = rng.random(rows) < 1 / (1 + np.exp(-click_logit))
-            converted = rng.random(rows) < 1 / (1 + np.exp(-conversion_logit))
-            draw["click"] = click.astype(np.float32)
-            draw["conversion"] = (click & converted).astype(np.float32)
-        return draw
 
 
 class SyntheticGenerator(Protocol):
@@ -167,6 +382,35 @@ class SyntheticGenerator(Protocol):
     def table(self, rng: np.random.Generator, rows: int) -> pa.Table: ...
 
     def schema(self, metadata: dict) -> Schema: ...
+
+
+@runtime_checkable
+class OracleGenerator(SyntheticGenerator, Protocol):
+    """A generator that also knows each row's true label probabilities; ``write_synthetic`` records their AUC."""
+
+    def table_with_oracle(self, rng: np.random.Generator, rows: int) -> tuple[pa.Table, dict[str, np.ndarray]]:
+        """The rows ``table(rng, rows)`` returns, and per task the true probability of a positive label [rows]."""
+        ...
+
+
+@dataclass
+class OracleScores:
+    """The oracle probabilities and labels of one split per task, gathered chunk by chunk."""
+
+    probabilities: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    labels: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def add(self, table: pa.Table, probabilities: dict[str, np.ndarray]) -> None:
+        for task, probability in probabilities.items():
+            self.probabilities.setdefault(task, []).append(probability)
+            self.labels.setdefault(task, []).append(table.column(task).to_numpy())
+
+    def auc(self) -> dict[str, float | None]:
+        """Oracle AUC per task and their mean under ``avg``; None where the split holds a single class."""
+        aucs = {task: auc(np.concatenate(self.probabilities[task]), np.concatenate(self.labels[task]))
+                for task in self.probabilities}
+        aucs["avg"] = float(np.mean(list(aucs.values())))
+        return {name: None if np.isnan(value) else value for name, value in aucs.items()}
 
 
 def write_synthetic(
@@ -181,13 +425,17 @@ def write_synthetic(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Schema:
-    """Write ``rows`` rows of ``generator`` split into train/valid/test under ``out`` (atomically); return the schema."""
+    """Write ``rows`` rows of ``generator`` split into train/valid/test under ``out`` (atomically); return the schema.
+
+    For an ``OracleGenerator`` the valid and test splits' oracle AUCs go into ``metadata.oracle_auc``.
+    """
     if rows < 3:
         raise ValueError(f"--rows must be at least 3 (one per split), got {rows}")
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise ValueError("valid and test fractions must be in (0, 1) and sum to less than 1")
     split_rows = {"valid": max(1, int(rows * valid_fraction)), "test": max(1, int(rows * test_fraction))}
     split_rows["train"] = rows - split_rows["valid"] - split_rows["test"]
+    oracle = {split: OracleScores() for split in ORACLE_SPLITS} if isinstance(generator, OracleGenerator) else {}
     with atomic_directory(out, overwrite=overwrite) as folder, tqdm(
         total=rows, unit="rows", unit_scale=True, desc=type(generator).__name__, disable=not progress
     ) as bar:
@@ -197,23 +445,36 @@ def write_synthetic(
             while remaining:
                 file_rows = min(remaining, rows_per_file)
                 _write_file(generator, folder / split / f"part-{file_index:05d}.parquet", file_rows,
-                            [seed, 2 + split_index, file_index], row_group_rows, bar)
+                            [seed, 2 + split_index, file_index], row_group_rows, bar, oracle.get(split))
                 remaining -= file_rows
                 file_index += 1
-        schema = generator.schema({"rows": split_rows})
+        metadata: dict = {"rows": split_rows}
+        if oracle:
+            metadata["oracle_auc"] = {split: scores.auc() for split, scores in oracle.items()}
+        schema = generator.schema(metadata)
         schema.save(folder)
     return schema
 
 
-def write_aliccp_like(out: str | Path, rows: int, seed: int = 0, **options) -> Schema:
-    """The AliCCP-like dataset of ``seed`` (see ``write_synthetic`` for the options)."""
-    return write_synthetic(AliccpLikeGenerator(seed), out, rows, seed, **options)
+def write_aliccp_like(out: str | Path, rows: int, seed: int = 0, conflict: float = DEFAULT_CONFLICT,
+                      click_rate: float = DEFAULT_CLICK_RATE, conversion_rate: float = DEFAULT_CONVERSION_RATE,
+                      **options) -> Schema:
+    """The AliCCP-like dataset of ``seed`` (see ``AliccpLikeGenerator`` and, for the options, ``write_synthetic``)."""
+    generator = AliccpLikeGenerator(seed, conflict, click_rate, conversion_rate)
+    return write_synthetic(generator, out, rows, seed, **options)
 
 
-def _write_file(generator: SyntheticGenerator, path: Path, rows: int, seed: list[int], row_group_rows: int, bar: tqdm) -> None:
+def _write_file(generator: SyntheticGenerator, path: Path, rows: int, seed: list[int], row_group_rows: int, bar: tqdm,
+                oracle: OracleScores | None = None) -> None:
+    """One Parquet file of ``rows`` rows; with ``oracle`` the rows' oracle probabilities and labels are added to it."""
     writer = None
     for chunk_index, start in enumerate(range(0, rows, row_group_rows)):
-        table = generator.table(np.random.default_rng(seed + [chunk_index]), min(row_group_rows, rows - start))
+        rng, chunk_rows = np.random.default_rng(seed + [chunk_index]), min(row_group_rows, rows - start)
+        if oracle is None:
+            table = generator.table(rng, chunk_rows)
+        else:
+            table, probabilities = generator.table_with_oracle(rng, chunk_rows)
+            oracle.add(table, probabilities)
         if writer is None:
             writer = pq.ParquetWriter(path, table.schema)
         writer.write_table(table, row_group_size=row_group_rows)
@@ -227,6 +488,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m datasets.synthetic", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="generator", required=True)
     aliccp = commands.add_parser("aliccp_like", help="AliCCP-shaped click/conversion data with planted drivers")
+    aliccp.add_argument("--conflict", type=float, default=DEFAULT_CONFLICT,
+                        help="in [0, 1]: how the shared fields' conversion effects oppose their click effects "
+                             "(0 same direction, 0.5 unrelated, 1 opposite)")
+    aliccp.add_argument("--click-rate", type=float, default=DEFAULT_CLICK_RATE, help="target click rate")
+    aliccp.add_argument("--conversion-rate", type=float, default=DEFAULT_CONVERSION_RATE,
+                        help="target conversion rate among clicks")
     mmoe = commands.add_parser("mmoe", help="the MMoE paper's two regression tasks with controlled correlation")
     mmoe.add_argument("--correlation", type=float, required=True, help="P = cos(w1, w2), in [-1, 1]")
     mmoe.add_argument("--sparse-buckets", type=int, default=0,
@@ -242,13 +509,15 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     try:
-        generator = (AliccpLikeGenerator(args.seed) if args.generator == "aliccp_like"
+        generator = (AliccpLikeGenerator(args.seed, args.conflict, args.click_rate, args.conversion_rate)
+                     if args.generator == "aliccp_like"
                      else MMoEGenerator(args.correlation, args.seed, sparse_buckets=args.sparse_buckets))
         schema = write_synthetic(generator, args.out, args.rows, args.seed, args.valid_fraction, args.test_fraction,
                                  args.rows_per_file, args.row_group_rows, args.overwrite)
     except (FileExistsError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
-    print(f"wrote {args.out}: {schema.metadata['rows']} rows, tasks {schema.task_names}")
+    oracle = f", oracle test AUC {schema.metadata['oracle_auc']['test']}" if "oracle_auc" in schema.metadata else ""
+    print(f"wrote {args.out}: {schema.metadata['rows']} rows, tasks {schema.task_names}{oracle}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ class MultiTaskModel(nn.Module):
         self.dense_arch = dense_arch
         self.sparse_names = list(sparse_names)
         self.embedding_dim = embedding_dim
+        # True: no gradient reaches the tables, so a fused (in-backward) optimizer leaves them as they are.
+        self.freeze_embeddings = False
 
     def pooled_embeddings(self, batch: Batch) -> torch.Tensor:
         """Pooled embeddings ``[B, S, E]`` in schema order (``[B, 0, E]`` without sparse fields)."""
@@ -38,7 +40,10 @@ class MultiTaskModel(nn.Module):
         return torch.stack([pooled[name] for name in self.sparse_names], dim=1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.dense_arch(self.pooled_embeddings(batch), batch.dense_features)
+        embeddings = self.pooled_embeddings(batch)
+        if self.freeze_embeddings:
+            embeddings = embeddings.detach()
+        return self.dense_arch(embeddings, batch.dense_features)
 
 
 class MultiTaskTrain(nn.Module):

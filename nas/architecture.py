@@ -5,6 +5,7 @@ Layout (version 1)::
     {"version": 1, "schema_fingerprint": "...", "tasks": [...],
      "sparse_features": [...], "dense_features": [...],        # the inputs the search saw
      "embedding_dim": 16, "block_width": 64, "tower_hidden": [128, 64], "gate_normalization": "selected",
+     "mlp_batchnorm": false,                                    # optional, false when absent
      "layers": [[{"name": "layer1.expert1", "operations": ["mlp-256", "skip", "linear"],
                   "features": ["121", "206", "dense_0"]}, ...], ...],   # features: layer 1 only
      "gates": [{"name": "layer2.expert1.gate", "features": [...], "experts": ["layer1.expert2", ...]},
@@ -27,6 +28,7 @@ from nas.search_space import expert_name, task_gate_name
 from nas.supernet import DesanSupernet
 
 ARCHITECTURE_VERSION = 1
+LINEAR_OPERATIONS = {"skip", "linear"}
 
 
 class ArchitectureError(ValueError):
@@ -61,6 +63,7 @@ class Architecture:
     gate_normalization: str
     layers: list[list[ExpertSpec]]
     gates: list[GateSpec]
+    mlp_batchnorm: bool = False  # MLP ops are Linear -> BatchNorm -> ReLU -> Linear
     version: int = ARCHITECTURE_VERSION
 
     @classmethod
@@ -86,7 +89,8 @@ class Architecture:
             experts = [expert_name(lower_layer, i) for i, kept in enumerate(supernet.connection_kept[g].tolist()) if kept]
             gates.append(GateSpec(name, features[n + g], experts))
         return cls(schema_fingerprint, list(supernet.task_names), list(supernet.sparse_names), list(supernet.dense_names),
-                   config.embedding_dim, config.block_width, list(config.tower_hidden), config.gate_normalization, layers, gates)
+                   config.embedding_dim, config.block_width, list(config.tower_hidden), config.gate_normalization, layers, gates,
+                   config.mlp_batchnorm)
 
     def features_feeding(self, task: str) -> set[str]:
         """Every input feature that reaches ``task``: read by its gate, or by any expert or gate below it."""
@@ -107,6 +111,50 @@ class Architecture:
                 features |= set(gate.features)
                 frontier.extend(gate.experts)
         return features
+
+    def operation_histogram(self, used_only: bool = True) -> dict[str, int]:
+        """How many blocks use each op (``{"mlp-256": 5, "skip": 3}``), over the experts that reach a task when ``used_only``."""
+        used = self.used_experts() if used_only else [set(range(len(experts))) for experts in self.layers]
+        counts: dict[str, int] = {}
+        for layer, experts in enumerate(self.layers):
+            for j, expert in enumerate(experts):
+                if j in used[layer]:
+                    for name in expert.operations:
+                        counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def linear_parts(self) -> list[str]:
+        """Where the network is linear in its expert inputs: each layer whose used experts hold only skip/linear
+        blocks, and each task none of whose experts (at any depth) holds a nonlinear op; empty when neither."""
+        used = self.used_experts()
+        nonlinear = [{j for j, e in enumerate(experts) if j in used[layer] and set(e.operations) - LINEAR_OPERATIONS}
+                     for layer, experts in enumerate(self.layers)]
+        parts = [f"layer {layer + 1}: every used expert is skip/linear" for layer in range(len(self.layers)) if not nonlinear[layer]]
+        for task in self.tasks:
+            if not any(j in nonlinear[layer] for layer, j in self._experts_below([task_gate_name(task)])):
+                parts.append(f"task {task}: no expert on its path holds a nonlinear op")
+        return parts
+
+    def used_experts(self) -> list[set[int]]:
+        """Per layer, the indices of the experts that reach a task through kept connections."""
+        used: list[set[int]] = [set() for _ in self.layers]
+        for layer, j in self._experts_below([task_gate_name(t) for t in self.tasks]):
+            used[layer].add(j)
+        return used
+
+    def _experts_below(self, gate_names: list[str]) -> set[tuple[int, int]]:
+        """``(layer, expert)`` of every expert that feeds the named gates, directly or through upper experts."""
+        gates = {g.name: g for g in self.gates}
+        index = {e.name: (layer, j) for layer, experts in enumerate(self.layers) for j, e in enumerate(experts)}
+        frontier = [name for gate in gate_names for name in gates[gate].experts]
+        reached: set[tuple[int, int]] = set()
+        while frontier:
+            layer, j = index[frontier.pop()]
+            if (layer, j) not in reached:
+                reached.add((layer, j))
+                if layer > 0:
+                    frontier.extend(gates[f"{self.layers[layer][j].name}.gate"].experts)
+        return reached
 
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)

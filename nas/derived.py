@@ -94,7 +94,7 @@ class DerivedMultiTaskArch(nn.Module):
         self.architecture = architecture
         arch = architecture
         S, D, E, width = len(arch.sparse_features), len(arch.dense_features), arch.embedding_dim, arch.block_width
-        self.used = _used_experts(arch)  # per layer, sorted expert indices
+        self.used = [sorted(u) for u in arch.used_experts()]  # per layer, sorted expert indices
         gates = {g.name: g for g in arch.gates}
         self.experts = nn.ModuleList()  # one ModuleDict per layer, keyed by expert index
         self.gates = nn.ModuleList()
@@ -102,7 +102,7 @@ class DerivedMultiTaskArch(nn.Module):
             experts, layer_gates = nn.ModuleDict(), nn.ModuleDict()
             for j in used:
                 spec = arch.layers[layer][j]
-                operations = [_single_op(name, width) for name in spec.operations]
+                operations = [_single_op(name, width, arch.mlp_batchnorm) for name in spec.operations]
                 if layer == 0:
                     selected = _selected_input(arch, spec.features, spec.name)
                     in_features = len(selected.columns(S, D, E))
@@ -135,21 +135,6 @@ class DerivedMultiTaskArch(nn.Module):
         return out
 
 
-def _used_experts(arch: Architecture) -> list[list[int]]:
-    """Expert indices per layer that reach a task through kept connections."""
-    index = {spec.name: (layer, j) for layer, experts in enumerate(arch.layers) for j, spec in enumerate(experts)}
-    gates = {g.name: g for g in arch.gates}
-    used = [set() for _ in arch.layers]
-    frontier = [name for t in arch.tasks for name in gates[task_gate_name(t)].experts]
-    while frontier:
-        layer, j = index[frontier.pop()]
-        if j not in used[layer]:
-            used[layer].add(j)
-            if layer > 0:
-                frontier.extend(gates[f"{arch.layers[layer][j].name}.gate"].experts)
-    return [sorted(u) for u in used]
-
-
 def _selected_input(arch: Architecture, features: list[str], owner: str) -> SelectedInput:
     unknown = sorted(set(features) - set(arch.sparse_features) - set(arch.dense_features))
     if unknown:
@@ -168,8 +153,8 @@ def _gate(arch: Architecture, spec, lower_layer: int) -> DerivedGate:
     return DerivedGate(selected, in_features, [lower[name] for name in spec.experts], len(lower), arch.gate_normalization)
 
 
-def _single_op(name: str, width: int) -> nn.Module:
-    return build_operation(name, 1, width).expert(0)
+def _single_op(name: str, width: int, mlp_batchnorm: bool) -> nn.Module:
+    return build_operation(name, 1, width, mlp_batchnorm).expert(0)
 
 
 def derive_from_supernet(supernet: DesanSupernet, schema_fingerprint: str) -> DerivedMultiTaskArch:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 
 from nas.supernet import DesanSupernet
 
 Kind = Literal["block", "feature", "connection"]
+KINDS: tuple[Kind, ...] = ("block", "feature", "connection")
 
 
 def normalized_entropy(alpha: torch.Tensor) -> torch.Tensor:
@@ -69,10 +70,10 @@ def undecided_items(supernet: DesanSupernet) -> list[Decision]:
     return items
 
 
-def next_decisions(supernet: DesanSupernet, count: int) -> list[Decision]:
-    """The ``count`` most confident undecided items (ties: blocks, features, connections, then index order)."""
+def next_decisions(supernet: DesanSupernet, count: int, kinds: Sequence[Kind] = KINDS) -> list[Decision]:
+    """The ``count`` most confident undecided items of ``kinds`` (ties: blocks, features, connections, then index order)."""
     order = {"block": 0, "feature": 1, "connection": 2}
-    items = undecided_items(supernet)
+    items = [item for item in undecided_items(supernet) if item.kind in kinds]
     items.sort(key=lambda d: (-d.confidence, order[d.kind], d.index))
     return items[:count]
 
@@ -107,6 +108,12 @@ def _keep_one_per_row(supernet: DesanSupernet, kind: Kind) -> list[Decision]:
         kept[row, strongest] = True
         added.append(Decision(kind, (row, strongest), 1, float(selection_confidence(beta[row, strongest]))))
     return added
+
+
+def undecided_count(supernet: DesanSupernet, kinds: Sequence[Kind] = KINDS) -> int:
+    """How many items of ``kinds`` are still undecided."""
+    decided = {"block": supernet.block_decided, "feature": supernet.feature_decided, "connection": supernet.connection_decided}
+    return sum(int((~decided[kind]).sum()) for kind in kinds)
 
 
 def is_discretized(supernet: DesanSupernet) -> bool:

@@ -3,7 +3,8 @@
 Every op maps ``[num_experts, B, width] -> [num_experts, B, width]`` with separate weights per
 expert, so one layer's experts run as a few batched matmuls instead of a Python loop per expert.
 Names follow paper 001: ``skip``, ``linear``, ``mlp-N`` (Linear width->N, ReLU, Linear N->width),
-plus ``conv1d`` for the paper's "+Conv1D" variant.
+plus ``conv1d`` for the paper's "+Conv1D" variant. With ``mlp_batchnorm`` the MLP op is the official
+implementation's Linear -> BatchNorm -> ReLU -> Linear.
 """
 
 from __future__ import annotations
@@ -64,19 +65,48 @@ class Linear(nn.Module):
         return self.linear.expert(index)
 
 
-class MLP(nn.Module):
-    """``Linear(width, hidden) -> ReLU -> Linear(hidden, width)`` per expert (paper 001's MLP-N)."""
+class BatchedBatchNorm(nn.Module):
+    """BatchNorm over the batch dim of ``[n, B, features]``, with separate statistics per expert and feature."""
 
-    def __init__(self, num_experts: int, width: int, hidden: int) -> None:
+    def __init__(self, num_experts: int, features: int) -> None:
+        super().__init__()
+        self.features = features
+        self.norm = nn.BatchNorm1d(num_experts * features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, batch, features = x.shape
+        normed = self.norm(x.transpose(0, 1).reshape(batch, n * features))
+        return normed.reshape(batch, n, features).transpose(0, 1)
+
+    def expert(self, index: int) -> nn.BatchNorm1d:
+        """Expert ``index``'s slice as a plain ``nn.BatchNorm1d`` (weights and running statistics copied)."""
+        norm = nn.BatchNorm1d(self.features, eps=self.norm.eps, momentum=self.norm.momentum)
+        rows = slice(index * self.features, (index + 1) * self.features)
+        with torch.no_grad():
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(norm, name).copy_(getattr(self.norm, name)[rows])
+            norm.num_batches_tracked.copy_(self.norm.num_batches_tracked)
+        return norm
+
+
+class MLP(nn.Module):
+    """``Linear(width, hidden) [-> BatchNorm] -> ReLU -> Linear(hidden, width)`` per expert (paper 001's MLP-N)."""
+
+    def __init__(self, num_experts: int, width: int, hidden: int, batchnorm: bool = False) -> None:
         super().__init__()
         self.up = BatchedLinear(num_experts, width, hidden)
+        self.norm = BatchedBatchNorm(num_experts, hidden) if batchnorm else None
         self.down = BatchedLinear(num_experts, hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(torch.relu(self.up(x)))
+        hidden = self.up(x)
+        if self.norm is not None:
+            hidden = self.norm(hidden)
+        return self.down(torch.relu(hidden))
 
     def expert(self, index: int) -> nn.Module:
-        return nn.Sequential(self.up.expert(index), nn.ReLU(), self.down.expert(index))
+        norm = [self.norm.expert(index)] if self.norm is not None else []
+        return nn.Sequential(self.up.expert(index), *norm, nn.ReLU(), self.down.expert(index))
 
 
 class Conv1D(nn.Module):
@@ -115,12 +145,12 @@ _FIXED_OPERATIONS: dict[str, OperationBuilder] = {"skip": Skip, "linear": Linear
 _MLP_NAME = re.compile(r"mlp-(\d+)")
 
 
-def build_operation(name: str, num_experts: int, width: int) -> nn.Module:
-    """The batched op called ``name`` (``skip``, ``linear``, ``conv1d`` or ``mlp-<hidden>``)."""
+def build_operation(name: str, num_experts: int, width: int, mlp_batchnorm: bool = False) -> nn.Module:
+    """The batched op called ``name`` (``skip``, ``linear``, ``conv1d`` or ``mlp-<hidden>``, with BatchNorm if ``mlp_batchnorm``)."""
     if name in _FIXED_OPERATIONS:
         return _FIXED_OPERATIONS[name](num_experts, width)
     match = _MLP_NAME.fullmatch(name)
     if match and int(match.group(1)) > 0:
-        return MLP(num_experts, width, int(match.group(1)))
+        return MLP(num_experts, width, int(match.group(1)), mlp_batchnorm)
     raise ValueError(f"unknown operation '{name}'; known: {sorted(_FIXED_OPERATIONS)} and mlp-<hidden size>")
 

@@ -1,7 +1,7 @@
 """PD-DARTS (paper 001, Algorithm 1) over the DESAN supernet, under DistributedModelParallel.
 
 ``ArchitectureSearch`` runs warm-up 1 (supernet weights w only), warm-up 2 (w, alpha, beta on the
-same batches: single-level optimization, eq. 6), then progressive discretization: at the start of
+same batches: single-level optimization, eq. 6; or bi-level, ``nas/bilevel.py``), then progressive discretization: at the start of
 each further epoch the most confident items are decided on rank 0 and broadcast, until the supernet
 is a regular network. It writes ``architecture.json``, ``search_log.jsonl`` and a DCP checkpoint of
 the discretized supernet (``supernet/``), from which fine-tuning inherits its weights.
@@ -13,7 +13,7 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -24,7 +24,8 @@ from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from modules.embeddings import build_embedding_bag_collection
 from modules.multitask import MultiTaskModel, MultiTaskTrain
 from nas.architecture import Architecture
-from nas.discretization import Decision, apply_decisions, is_discretized, next_decisions
+from nas.bilevel import BiLevelPipeline, endless, hold_out_architecture_rows
+from nas.discretization import KINDS, Decision, Kind, apply_decisions, is_discretized, next_decisions, undecided_count
 from nas.search_config import NasConfig
 from nas.search_log import append_record, describe, snapshot
 from nas.supernet import DesanSupernet
@@ -79,12 +80,15 @@ class ArchitectureSearch:
         weights = {n: p for n, p in named.items() if id(p) not in architecture_ids}
         architecture = {n: p for n, p in named.items() if id(p) in architecture_ids}
         self.architecture_optimizer = adam(architecture, config.search.arch_lr, config.search.arch_weight_decay, PausableOptimizer)
-        optimizer = CombinedOptimizer([
-            self.model.fused_optimizer,
-            adam(weights, trainer.dense_lr, trainer.dense_weight_decay),
-            self.architecture_optimizer,
-        ])
-        self.pipeline = build_train_pipeline(self.model, optimizer, self.ctx.device, sparse_arch is not None)
+        weight_optimizers = [self.model.fused_optimizer, adam(weights, trainer.dense_lr, trainer.dense_weight_decay)]
+        if config.search.optimization == "bi_level":
+            self.readers["train"], architecture_reader = hold_out_architecture_rows(
+                self.readers["train"], config.search.architecture_fraction, config.seed)
+            self.pipeline = BiLevelPipeline(self.model, CombinedOptimizer(weight_optimizers), self.architecture_optimizer,
+                                            self.model.module.model, endless(architecture_reader), self.ctx.device)
+        else:  # single-level (eq. 6): w, alpha and beta step on the same training batches
+            optimizer = CombinedOptimizer(weight_optimizers + [self.architecture_optimizer])
+            self.pipeline = build_train_pipeline(self.model, optimizer, self.ctx.device, sparse_arch is not None)
         self.log_path = self.run_dir / "search_log.jsonl"
         if self.ctx.is_main:
             self.log_path.unlink(missing_ok=True)
@@ -97,13 +101,17 @@ class ArchitectureSearch:
         stages = ["warmup_weights"] * search.warmup_weights_epochs + ["warmup_joint"] * search.warmup_joint_epochs
         for epoch, stage in enumerate(stages):
             self._epoch(epoch, stage, [])
-        epoch = len(stages)
-        while not is_discretized(self.supernet):
-            remaining_epochs = max(1, search.epochs - epoch)
-            undecided = self._undecided_count()
-            count = search.decisions_per_epoch or math.ceil(undecided / remaining_epochs)
-            self._epoch(epoch, "discretize", self._decide(count))
+        epoch, kinds = len(stages), search.progressive_kinds
+        # Progressive items are decided at the start of each epoch; with decisions_per_epoch > 0 the
+        # search runs past `epochs` until they are all decided (or stops early once all items are).
+        while (epoch < search.epochs and not is_discretized(self.supernet)) or undecided_count(self.supernet, kinds):
+            remaining = undecided_count(self.supernet, kinds)
+            count = search.decisions_per_epoch or math.ceil(remaining / max(1, search.epochs - epoch))
+            self._epoch(epoch, "discretize" if kinds else "search", self._decide(count, kinds))
             epoch += 1
+        self.supernet.auxiliary_skip, self.supernet.gumbel_temperature = 0.0, None
+        if not is_discretized(self.supernet):  # items with `final` discretization: thresholded once, now
+            self._final_record(epoch, self._decide(undecided_count(self.supernet), KINDS))
         self.search_seconds = time.perf_counter() - started
         architecture = Architecture.from_supernet(self.supernet, self.schema.fingerprint())
         if self.ctx.is_main:
@@ -111,15 +119,11 @@ class ArchitectureSearch:
         save_checkpoint(self.model, self.run_dir / "supernet", {"epochs": epoch}, self.model.fused_optimizer.state_dict())
         return architecture
 
-    def _undecided_count(self) -> int:
-        net = self.supernet
-        return int((~net.block_decided).sum() + (~net.feature_decided).sum() + (~net.connection_decided).sum())
-
-    def _decide(self, count: int) -> list[dict]:
-        """Decide the ``count`` most confident items on rank 0 and broadcast; returns them by name (rank 0)."""
+    def _decide(self, count: int, kinds: Sequence[Kind]) -> list[dict]:
+        """Decide the ``count`` most confident items of ``kinds`` on rank 0 and broadcast; returns them by name (rank 0)."""
         described: list[dict] = []
         if self.ctx.is_main:
-            decisions: list[Decision] = next_decisions(self.supernet, count)
+            decisions: list[Decision] = next_decisions(self.supernet, count, kinds)
             added = apply_decisions(self.supernet, decisions)
             described = [describe(d, self.supernet) for d in decisions]
             described += [{**describe(d, self.supernet), "kind": f"{d.kind} (kept so the row is not empty)"} for d in added]
@@ -129,23 +133,38 @@ class ArchitectureSearch:
         return described
 
     def _epoch(self, epoch: int, stage: str, decisions: list[dict]) -> None:
-        trainer = self.config.trainer
+        trainer, search = self.config.trainer, self.config.search
         self.architecture_optimizer.active = stage != "warmup_weights"
+        self.supernet.auxiliary_skip = search.auxiliary_skip_weight(epoch)
+        self.supernet.gumbel_temperature = search.temperature(epoch)
         reader = self.readers["train"]
         steps = epoch_steps(reader, trainer.max_steps_per_epoch)
         self.model.train()
         record = {"epoch": epoch, "stage": stage, "decisions": decisions}
         record.update(train_epoch(self.pipeline, itertools.islice(reader.epoch(epoch), steps), steps,
                                   trainer.batch_size * self.ctx.world_size, self.ctx, f"search {epoch} {stage}", trainer.progress))
+        self._log(record)
+        if self.ctx.is_main:
+            print(f"search epoch {epoch} [{stage}]: {len(decisions)} decisions, {record['undecided']} undecided, "
+                  f"train_loss={record['train_loss']:.4f} {record['samples_per_s']:.0f} samples/s | "
+                  f"valid {task_scores_text(record['valid'], self.schema.tasks)}", flush=True)
+
+    def _final_record(self, epoch: int, decisions: list[dict]) -> None:
+        """Log the once-for-all decisions after the last epoch, with the discretized supernet's validation metrics."""
+        self._log({"epoch": epoch, "stage": "final", "decisions": decisions})
+        if self.ctx.is_main:
+            print(f"search end: {len(decisions)} items thresholded at once | valid "
+                  f"{task_scores_text(self.records[-1]['valid'], self.schema.tasks)}", flush=True)
+
+    def _log(self, record: dict) -> None:
+        """Complete ``record`` with validation metrics and the alpha/beta snapshot, keep it and append it to the log."""
+        trainer = self.config.trainer
         record["valid"] = evaluate(self.model, self.readers["valid"], self.schema.tasks, self.ctx, trainer.gauc, "valid", trainer.progress)
-        record["undecided"] = self._undecided_count()
+        record["undecided"] = undecided_count(self.supernet)
         record.update(snapshot(self.supernet))
         self.records.append(record)
         if self.ctx.is_main:
             append_record(self.log_path, record)
-            print(f"search epoch {epoch} [{stage}]: {len(decisions)} decisions, {record['undecided']} undecided, "
-                  f"train_loss={record['train_loss']:.4f} {record['samples_per_s']:.0f} samples/s | "
-                  f"valid {task_scores_text(record['valid'], self.schema.tasks)}", flush=True)
 
 
 def warm_start(supernet_checkpoint: Path, derived_state: dict[str, torch.Tensor]) -> Callable[[DistributedModelParallel], None]:

@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nas.architecture import Architecture  # noqa: E402
-
-KINDS = ("block", "feature", "connection")
+from nas.discretization import KINDS  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -80,6 +79,10 @@ def summary_markdown(architecture: Architecture, gate_weights: np.ndarray, used:
     for task in architecture.tasks:
         m = metrics["test"][task]
         lines.append(f"| {task} | {m.get('auc', float('nan')):.4f} | {m.get('logloss', float('nan')):.4f} | {m.get('mse', float('nan')):.4f} |")
+    histogram = ", ".join(f"{name} x{count}" for name, count in architecture.operation_histogram().items())
+    linear = architecture.linear_parts()
+    lines += ["", f"Blocks of the used experts: {histogram}.",
+              "Linear parts: " + ("; ".join(linear) if linear else "none (every layer and every task's path holds a nonlinear op)") + "."]
     lines += ["", "## Experts (used by the derived model)", "", "| expert | operations | features |", "|---|---|---|"]
     for layer, indices in enumerate(used):
         for j in indices:

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +34,13 @@ from pipelines.trainer import Trainer, check_run_dir, format_results, write_reso
 
 
 def finetune_config(config: NasConfig, run_dir: Path) -> TrainConfig:
-    """Training config of the derived model: the search's trainer options for ``search.finetune_epochs`` (N3)."""
+    """Training config of the derived model: the search's trainer options, as every baseline's (N3 = ``trainer.epochs``)."""
     return TrainConfig(
         dataset=config.dataset,
         model=AutoMTLConfig(name="automtl", embedding_dim=config.search_space.embedding_dim,
                             multi_hot_pooling=config.search_space.multi_hot_pooling,
                             architecture=str(run_dir / "architecture.json")),
-        trainer=replace(config.trainer, epochs=config.search.finetune_epochs),
+        trainer=config.trainer,
         seed=config.seed,
         run_dir=str(run_dir / "finetune"),
         overwrite=config.overwrite,
@@ -68,10 +68,11 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
             write_resolved_config(run_dir, config)
         architecture = search.search()
         derived = derive_from_supernet(search.supernet, search.schema.fingerprint())
+        inherit = config.search.finetune == "inherit"
         trainer = Trainer(finetune_config(config, run_dir), run_dir / "finetune")
-        trainer.setup(initialize=warm_start(run_dir / "supernet", derived.state_dict()))
+        trainer.setup(initialize=warm_start(run_dir / "supernet", derived.state_dict()) if inherit else None)
         finetune_started = time.perf_counter()
-        stopping = trainer.fit(evaluate_start=True)
+        stopping = trainer.fit(evaluate_start=inherit)
         finetuned = trainer.test(stopping)
         gate_weights = average_task_gate_weights(trainer.model, trainer.readers["valid"], trainer.ctx)
         metrics = {
@@ -83,9 +84,9 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
             "valid": finetuned["valid"],
             "test": finetuned["test"],
             "search": {"epochs": len(search.records), "seconds": search.search_seconds,
-                       "samples_per_s": [r["samples_per_s"] for r in search.records]},
-            "inherited_valid": finetuned["epochs"][0]["valid"],  # derived model with the supernet's weights
-            "finetune": {"best_epoch": finetuned["best_epoch"], "epochs": len(finetuned["epochs"]),
+                       "samples_per_s": [r["samples_per_s"] for r in search.records if "samples_per_s" in r],
+                       "valid": search.records[-1]["valid"]},  # the discretized supernet's
+            "finetune": {"mode": config.search.finetune, "best_epoch": finetuned["best_epoch"], "epochs": len(finetuned["epochs"]),
                          "seconds": time.perf_counter() - finetune_started},
             "task_gate_weights": {t: gate_weights[i].tolist() for i, t in enumerate(architecture.tasks)},
             "wall_time_s": time.perf_counter() - started,

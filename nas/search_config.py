@@ -10,6 +10,12 @@ from nas.search_space import SearchSpaceConfig
 from pipelines.config import DatasetConfig, TrainerConfig, check_top_level, typed_group
 
 
+DISCRETIZATIONS = ("progressive", "final")
+RELAXATIONS = ("softmax", "gumbel")
+OPTIMIZATIONS = ("single_level", "bi_level")
+FINETUNE_MODES = ("inherit", "retrain")
+
+
 @dataclass
 class SearchConfig:
     """PD-DARTS schedule (paper 001, Algorithm 1), defaults from the official implementation.
@@ -19,30 +25,81 @@ class SearchConfig:
     ``decisions_per_epoch``: items discretized at the start of each later epoch; 0 spreads all
     decisions evenly so the supernet is a regular network by the end of epoch ``epochs`` (the official
     implementation discretizes 10 blocks per epoch, but our single confidence scale also ranks
-    features and expert connections, which are far more numerous). Fine-tuning (N3 =
-    ``finetune_epochs``) stops early with ``trainer.patience``.
+    features and expert connections, which are far more numerous).
+    ``block_discretization`` / ``selection_discretization``: ``progressive`` decides blocks /
+    features and connections during the search (Algorithm 1); ``final`` thresholds all of them once
+    after the last epoch (the official implementation does so for features and connections; both
+    ``final`` is paper 001's "w/o PD" ablation).
+    ``optimization``: ``single_level`` (eq. 6: w, alpha, beta step on the same training batches) or
+    ``bi_level`` (first-order DARTS, "Bi.Opt": alpha and beta step on batches of a seeded slice of
+    ``architecture_fraction`` of the training rows, held out from the weights' steps, with the
+    embedding tables frozen; see ``nas/bilevel.py``).
+    ``relaxation``: ``softmax`` (DARTS) or ``gumbel`` (SNAS: Gumbel-softmax samples of alpha in
+    training, temperature annealed linearly from ``gumbel_temperature`` to ``gumbel_final_temperature``).
+    ``auxiliary_skip``: DARTS-'s remedy for the collapse onto skip/cheap ops: an extra skip
+    ``w * x`` around every block whose weight decays linearly from this value to 0 over the search
+    epochs (0 disables it), so a deep op does not lose to skip merely for being harder to train.
+    ``finetune``: ``inherit`` fine-tunes the derived model from the supernet's weights and tables
+    (the paper's way); ``retrain`` trains it from fresh weights. Either way the trainer config
+    (``trainer.epochs``, early stopping) is the same as every baseline's.
     """
 
     epochs: int = 15
     warmup_weights_epochs: int = 1
     warmup_joint_epochs: int = 1
     decisions_per_epoch: int = 0
+    block_discretization: str = "progressive"
+    selection_discretization: str = "final"
     arch_lr: float = 1e-3  # Adam on alpha and beta (official default)
     arch_weight_decay: float = 0.0
-    finetune_epochs: int = 10
+    optimization: str = "bi_level"
+    architecture_fraction: float = 0.1
+    relaxation: str = "softmax"
+    gumbel_temperature: float = 1.0
+    gumbel_final_temperature: float = 0.1
+    auxiliary_skip: float = 1.0
+    finetune: str = "retrain"
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "finetune_epochs"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"search.{key} must be >= 1, got {getattr(self, key)}")
+        if self.epochs < 1:
+            raise ValueError(f"search.epochs must be >= 1, got {self.epochs}")
         for key in ("warmup_weights_epochs", "warmup_joint_epochs", "decisions_per_epoch"):
             if getattr(self, key) < 0:
                 raise ValueError(f"search.{key} must be >= 0, got {getattr(self, key)}")
+        for key, allowed in (("block_discretization", DISCRETIZATIONS), ("selection_discretization", DISCRETIZATIONS),
+                             ("optimization", OPTIMIZATIONS), ("relaxation", RELAXATIONS), ("finetune", FINETUNE_MODES)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"search.{key} must be one of {allowed}, got '{getattr(self, key)}'")
+        if not 0 < self.gumbel_final_temperature <= self.gumbel_temperature:
+            raise ValueError(f"search.gumbel_final_temperature must be in (0, gumbel_temperature={self.gumbel_temperature}], "
+                             f"got {self.gumbel_final_temperature}")
+        if not 0 < self.architecture_fraction < 1:
+            raise ValueError(f"search.architecture_fraction must be in (0, 1), got {self.architecture_fraction}")
+        if self.auxiliary_skip < 0:
+            raise ValueError(f"search.auxiliary_skip must be >= 0, got {self.auxiliary_skip}")
         if self.decisions_per_epoch == 0 and self.epochs <= self.warmup_weights_epochs + self.warmup_joint_epochs:
             raise ValueError(
                 f"search.epochs={self.epochs} leaves no epoch for discretization after "
                 f"{self.warmup_weights_epochs}+{self.warmup_joint_epochs} warm-up epochs"
             )
+
+    @property
+    def progressive_kinds(self) -> tuple[str, ...]:
+        """The item kinds decided during the search; the others are thresholded after the last epoch."""
+        kinds = ("block",) if self.block_discretization == "progressive" else ()
+        return kinds + (("feature", "connection") if self.selection_discretization == "progressive" else ())
+
+    def schedule_fraction(self, epoch: int) -> float:
+        """How far ``epoch`` is through the search, 0 at the first epoch and 1 at epoch ``epochs - 1``."""
+        return min(1.0, epoch / max(1, self.epochs - 1))
+
+    def auxiliary_skip_weight(self, epoch: int) -> float:
+        return self.auxiliary_skip * (1.0 - self.schedule_fraction(epoch))
+
+    def temperature(self, epoch: int) -> float | None:
+        if self.relaxation != "gumbel":
+            return None
+        return self.gumbel_temperature + (self.gumbel_final_temperature - self.gumbel_temperature) * self.schedule_fraction(epoch)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from nas.operations import build_operation
 
 PAPER_OPERATIONS = ["skip", "linear", "mlp-16", "mlp-32", "mlp-64", "mlp-128", "mlp-256", "mlp-512", "mlp-1024"]
 GATE_NORMALIZATIONS = ("selected", "all")
-SELECTION_SAMPLINGS = ("example", "batch")
+SELECTION_SAMPLINGS = ("example", "batch", "none")
 
 
 @dataclass
@@ -20,10 +20,15 @@ class SearchSpaceConfig:
     only the selected ones. ``selected`` (default) renormalizes the softmax over the selected experts,
     so a derived gate is exactly a softmax over the experts it kept and its weights sum to 1 as in
     MMoE; ``all`` follows eq. 1 literally.
-    ``selection_sampling``: eq. 3 draws s(beta) without saying how often. ``example`` (default) draws
+    ``selection_sampling``: eq. 3 draws s(beta) without saying how often. ``example`` draws
     every feature / connection mask independently per row of the batch, so the straight-through
     gradient of beta averages over the batch instead of resting on one draw per step (far less
-    noisy, at no extra matmul cost); ``batch`` draws one mask per step.
+    noisy, at no extra matmul cost); ``batch`` draws one mask per step; ``none`` is the official
+    implementation's way: the masks stay all-ones while searching (every option is used) and beta
+    learns by the straight-through gradient alone; decisions threshold sigmoid(beta) at 0.5.
+    ``feature_selection`` / ``connection_selection``: false keeps every feature / expert connection
+    (paper 001's ablations "w/o FS" and "Full.Shr"); nothing of that kind is searched.
+    ``mlp_batchnorm``: the official implementation's MLP op, Linear -> BatchNorm -> ReLU -> Linear.
     ``beta_init``: initial selection logit of every feature and expert connection; sigmoid(0.5) = 0.62,
     so every optional connection starts above the 0.5 keep threshold and must earn its way down.
     """
@@ -40,7 +45,10 @@ class SearchSpaceConfig:
     tower_hidden: list[int] = field(default_factory=lambda: [128, 64])
     beta_init: float = 0.5
     gate_normalization: str = "selected"
-    selection_sampling: str = "example"
+    selection_sampling: str = "none"
+    feature_selection: bool = True
+    connection_selection: bool = True
+    mlp_batchnorm: bool = True
 
     def __post_init__(self) -> None:
         for key in ("embedding_dim", "num_layers", "num_experts", "num_blocks", "block_width"):

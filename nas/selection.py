@@ -5,17 +5,22 @@ from __future__ import annotations
 import torch
 
 
-def selection_mask(beta: torch.Tensor, decided: torch.Tensor, kept: torch.Tensor, sample: bool, rows: int = 1) -> torch.Tensor:
+def selection_mask(beta: torch.Tensor, decided: torch.Tensor, kept: torch.Tensor, sample: bool, rows: int = 1,
+                   all_ones: bool = False) -> torch.Tensor:
     """Keep-masks ``[R, rows, F]`` for the items behind ``beta`` ``[R, F]`` (R consumers or gates).
 
     Decided items use their decision (0/1). Undecided items are, when ``sample``, kept with
     probability sigmoid(beta) (eq. 3), drawn independently for each of ``rows`` rows, and the
     gradient reaches beta by the straight-through estimator of eq. 4:
-    d(mask)/d(beta) = sigmoid(beta) (1 - sigmoid(beta)). Without ``sample`` (evaluation) an undecided
-    item is kept when sigmoid(beta) >= 0.5, the discretization threshold, and ``rows`` is 1.
+    d(mask)/d(beta) = sigmoid(beta) (1 - sigmoid(beta)). With ``all_ones`` (the official
+    implementation) undecided items are always kept, in training and evaluation, with the same
+    straight-through gradient. Otherwise, without ``sample`` (evaluation) an undecided item is kept
+    when sigmoid(beta) >= 0.5, the discretization threshold, and ``rows`` is 1.
     """
     probability = torch.sigmoid(beta).unsqueeze(1)  # [R, 1, F]
-    if sample:
+    if all_ones:
+        undecided = 1.0 + probability - probability.detach()
+    elif sample:
         drawn = torch.bernoulli(probability.detach().expand(-1, rows, -1))
         undecided = drawn + probability - probability.detach()
     else:

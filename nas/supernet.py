@@ -33,9 +33,9 @@ from nas.selection import bi_interaction, selection_mask
 class MixtureOfOperations(nn.Module):
     """One block position of every expert in a layer: ``[n, B, width] -> [n, B, width]``."""
 
-    def __init__(self, operations: Sequence[str], num_experts: int, width: int) -> None:
+    def __init__(self, operations: Sequence[str], num_experts: int, width: int, mlp_batchnorm: bool = False) -> None:
         super().__init__()
-        self.operations = nn.ModuleList(build_operation(name, num_experts, width) for name in operations)
+        self.operations = nn.ModuleList(build_operation(name, num_experts, width, mlp_batchnorm) for name in operations)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``weights`` ``[n, M]``: each expert's mixing weights over the ops (one-hot once decided)."""
@@ -57,15 +57,19 @@ class ExpertLayer(nn.Module):
         # Layer 1 projects the selected features to the block width; higher layers already have it.
         self.projection = BatchedLinear(n, in_features, width) if in_features is not None else None
         self.blocks = nn.ModuleList(
-            MixtureOfOperations(config.candidate_operations, n, width) for _ in range(config.num_blocks)
+            MixtureOfOperations(config.candidate_operations, n, width, config.mlp_batchnorm) for _ in range(config.num_blocks)
         )
 
-    def forward(self, x: torch.Tensor, block_weights: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[n, B, in]``, ``block_weights`` ``[n, K, M]`` -> ``[n, B, width]``."""
+    def forward(self, x: torch.Tensor, block_weights: torch.Tensor, auxiliary_skip: float = 0.0) -> torch.Tensor:
+        """``x`` ``[n, B, in]``, ``block_weights`` ``[n, K, M]`` -> ``[n, B, width]``.
+
+        ``auxiliary_skip`` > 0 adds ``auxiliary_skip * x`` around every block (DARTS-).
+        """
         if self.projection is not None:
             x = self.projection(x)
         for k, block in enumerate(self.blocks):
-            x = block(x, block_weights[:, k])
+            out = block(x, block_weights[:, k])
+            x = out + auxiliary_skip * x if auxiliary_skip else out
         return x
 
 
@@ -100,6 +104,18 @@ class DesanSupernet(nn.Module):
         self.register_buffer("connection_decided", torch.zeros(G, n, dtype=torch.bool))
         self.register_buffer("connection_kept", torch.zeros(G, n, dtype=torch.bool))
 
+        # Kinds of selection the space does not search are decided "keep" from the start (w/o FS, Full.Shr).
+        if not config.feature_selection:
+            self.feature_decided.fill_(True)
+            self.feature_kept.fill_(True)
+        if not config.connection_selection:
+            self.connection_decided.fill_(True)
+            self.connection_kept.fill_(True)
+        # Set by the search each epoch: the DARTS- auxiliary skip weight (0 once the search ends), and
+        # the Gumbel-softmax temperature of SNAS (None: plain softmax(alpha); used in training mode only).
+        self.auxiliary_skip = 0.0
+        self.gumbel_temperature: float | None = None
+
         self.layers = nn.ModuleList(ExpertLayer(config, self.input_features if layer == 0 else None) for layer in range(L))
         self.gates = BatchedLinear(G, self.input_features, n)
         self.towers = TaskTowers(config.block_width, T, config.tower_hidden)
@@ -116,17 +132,26 @@ class DesanSupernet(nn.Module):
         chosen = F.one_hot(self.block_choice, self.alpha.shape[-1]).to(self.alpha.dtype)
         return torch.where(self.block_decided.unsqueeze(-1), chosen, self.alpha.softmax(dim=-1))
 
-    def _sampled_rows(self, batch_size: int) -> int:
-        return batch_size if self.config.selection_sampling == "example" else 1
+    def training_block_weights(self) -> torch.Tensor:
+        """The block weights of a training step: Gumbel-softmax samples of alpha under SNAS, else ``block_weights``."""
+        if self.gumbel_temperature is None:
+            return self.block_weights()
+        chosen = F.one_hot(self.block_choice, self.alpha.shape[-1]).to(self.alpha.dtype)
+        relaxed = F.gumbel_softmax(self.alpha, tau=self.gumbel_temperature, dim=-1)
+        return torch.where(self.block_decided.unsqueeze(-1), chosen, relaxed)
+
+    def _selection_mask(self, beta: torch.Tensor, decided: torch.Tensor, kept: torch.Tensor, batch_size: int) -> torch.Tensor:
+        sampling = self.config.selection_sampling
+        return selection_mask(beta, decided, kept, self.training, batch_size if sampling == "example" else 1,
+                              all_ones=sampling == "none")
 
     def feature_mask(self, batch_size: int) -> torch.Tensor:
         """Keep-mask ``[C, B or 1, S + D]`` of every consumer's input features (sampled in training)."""
-        return selection_mask(self.feature_beta, self.feature_decided, self.feature_kept, self.training, self._sampled_rows(batch_size))
+        return self._selection_mask(self.feature_beta, self.feature_decided, self.feature_kept, batch_size)
 
     def connection_mask(self, batch_size: int) -> torch.Tensor:
         """Keep-mask ``[G, B or 1, n]`` of every gate's lower-layer experts (sampled in training)."""
-        return selection_mask(self.connection_beta, self.connection_decided, self.connection_kept, self.training,
-                              self._sampled_rows(batch_size))
+        return self._selection_mask(self.connection_beta, self.connection_decided, self.connection_kept, batch_size)
 
     def consumer_inputs(self, embeddings: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Inputs ``[C, B, input_features]``: kept embeddings, kept dense features, FM vector of kept fields.
@@ -152,10 +177,11 @@ class DesanSupernet(nn.Module):
         n, batch_size = self.config.num_experts, dense.shape[0]
         inputs = self.consumer_inputs(embeddings, dense, self.feature_mask(batch_size))
         gates = self.gate_weights(inputs[n:], self.connection_mask(batch_size))  # [G, B, n]
-        block_weights = self.block_weights()
-        hidden = self.layers[0](inputs[:n], block_weights[0])  # [n, B, width]
+        block_weights = self.training_block_weights() if self.training else self.block_weights()
+        skip = self.auxiliary_skip
+        hidden = self.layers[0](inputs[:n], block_weights[0], skip)  # [n, B, width]
         for layer in range(1, len(self.layers)):
             mixed = torch.einsum("jbi,ibw->jbw", gates[(layer - 1) * n : layer * n], hidden)
-            hidden = self.layers[layer](mixed, block_weights[layer])
+            hidden = self.layers[layer](mixed, block_weights[layer], skip)
         task_inputs = torch.einsum("tbi,ibw->btw", gates[-len(self.task_names):], hidden)  # [B, T, width]
         return self.towers(task_inputs)

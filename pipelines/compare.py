@@ -5,13 +5,11 @@ trainer settings; checkpoints are selected on validation only and the test split
 per run. ``automtl`` runs the whole search + fine-tune; ``random`` trains a uniformly sampled DESAN
 architecture from scratch (seeded by the run's seed). ``out_dir`` receives one run directory per
 (model, seed) and ``results.csv``, ``results.md`` (mean +- std per model, a paired t-test of AutoMTL
-against the best baseline) and ``results.png``.
+against the best hand-designed baseline and against random architectures) and ``results.png``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +22,14 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from scipy.stats import ttest_rel
 
-from common.atomic_files import atomic_write_text
+from common.atomic_files import atomic_write_csv, atomic_write_text
 from datasets.schema import Schema
 from nas.derived import AutoMTLConfig
 from nas.random_architecture import sample_architecture
 from nas.search_and_finetune import run_search
 from nas.search_config import NasConfig, SearchConfig
 from nas.search_space import SearchSpaceConfig
+from pipelines.compare_runs import oracle_share, oracle_test_auc
 from pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, check_top_level, typed_group, typed_model
 from pipelines.hydra_launch import quiet_hydra_on_other_ranks
 from pipelines.trainer import run_training
@@ -104,6 +103,9 @@ def result_row(name: str, seed: int, metrics: dict) -> dict:
         if isinstance(values, dict):
             row.update({f"{task}_{metric}": value for metric, value in values.items()})
     row.update({key: value for key, value in metrics["test"].items() if key.startswith("avg_")})
+    oracle = oracle_test_auc(metrics["dataset"])
+    if "avg_auc" in row and oracle is not None:
+        row["oracle_share"] = oracle_share(row["avg_auc"], oracle)
     parameters = metrics["num_parameters"]
     row["dense_parameters"] = parameters.get("derived", parameters)["dense"]
     if "search" in metrics:  # AutoMTL: the supernet's training speed during the search
@@ -123,30 +125,39 @@ def summarize(rows: list[dict], models: list[str]) -> tuple[str, str]:
     lines = ["| model | " + " | ".join(metric_columns) + " |", "|---|" + "---|" * len(metric_columns)]
     by_model = {m: [r for r in rows if r["model"] == m] for m in models}
     for model, runs in by_model.items():
-        cells = [f"{np.mean([r[c] for r in runs]):.4f} +- {np.std([r[c] for r in runs]):.4f}" if "param" not in c
-                 else f"{int(np.mean([r[c] for r in runs])):,}" for c in metric_columns]
+        cells = mean_std_cells(runs, metric_columns)
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    baselines = [m for m in models if m != SEARCHED]
-    if SEARCHED in by_model and baselines:
-        score = {m: np.mean([r[primary] for r in by_model[m]]) for m in baselines}
+    hand_designed = [m for m in models if m not in (SEARCHED, RANDOM)]
+    if SEARCHED in by_model and hand_designed:
+        score = {m: np.mean([r[primary] for r in by_model[m]]) for m in hand_designed}
         best = max(score, key=score.get) if higher_is_better else min(score, key=score.get)
-        ours = [r[primary] for r in sorted(by_model[SEARCHED], key=lambda r: r["seed"])]
-        theirs = [r[primary] for r in sorted(by_model[best], key=lambda r: r["seed"])]
-        if len(ours) > 1:
-            test = ttest_rel(ours, theirs)
-            lines += ["", f"Paired t-test on {primary} over seeds, AutoMTL vs the best baseline ({best}): "
-                          f"mean difference {np.mean(ours) - np.mean(theirs):+.4f}, t = {test.statistic:.3f}, p = {test.pvalue:.4f}."]
-        else:
-            lines += ["", f"One seed only: no t-test (AutoMTL {ours[0]:.4f} vs best baseline {best} {theirs[0]:.4f})."]
+        lines += ["", _paired_test(by_model, best, primary, f"the best hand-designed baseline ({best})")]
+    if SEARCHED in by_model and RANDOM in by_model:
+        lines += ["", _paired_test(by_model, RANDOM, primary, "random architectures of the same space")]
     return "\n".join(lines) + "\n", primary
 
 
+def _paired_test(by_model: dict[str, list[dict]], other: str, primary: str, label: str) -> str:
+    """One sentence: AutoMTL vs ``other`` on ``primary``, a paired t-test over the seeds both ran."""
+    ours = {r["seed"]: r[primary] for r in by_model[SEARCHED]}
+    theirs = {r["seed"]: r[primary] for r in by_model[other]}
+    seeds = sorted(set(ours) & set(theirs))
+    a, b = [ours[s] for s in seeds], [theirs[s] for s in seeds]
+    if len(seeds) < 2:
+        return f"One seed only: no t-test (AutoMTL {a[0]:.4f} vs {label} {b[0]:.4f})."
+    test = ttest_rel(a, b)
+    return (f"Paired t-test on {primary} over seeds {seeds}, AutoMTL vs {label}: mean difference "
+            f"{np.mean(a) - np.mean(b):+.4f}, t = {test.statistic:.3f}, p = {test.pvalue:.4f}.")
+
+
+def mean_std_cells(runs: list[dict], columns: list[str]) -> list[str]:
+    """``mean +- std`` over ``runs`` of each column (parameter counts: the mean as an integer)."""
+    return [f"{np.mean([r[c] for r in runs]):.4f} +- {np.std([r[c] for r in runs]):.4f}" if "param" not in c
+            else f"{int(np.mean([r[c] for r in runs])):,}" for c in columns]
+
+
 def write_results(out_dir: Path, rows: list[dict], models: list[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out_dir / "results.csv", buffer.getvalue())
+    atomic_write_csv(out_dir / "results.csv", rows)
     table, primary = summarize(rows, models)
     atomic_write_text(out_dir / "results.md", f"# Comparison ({len({r['seed'] for r in rows})} seeds, test split)\n\n" + table)
     figure = Figure(figsize=(1.2 + 0.8 * len(models), 4))

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from nas.architecture import Architecture
+
 
 def load_metrics(run_dir: Path) -> dict:
     path = Path(run_dir) / "metrics.json"
@@ -17,21 +19,49 @@ def load_metrics(run_dir: Path) -> dict:
     return metrics
 
 
+def oracle_test_auc(dataset_path: str | Path) -> float | None:
+    """The average test AUC of the true label probabilities, where the dataset's generator recorded it (synthetic data)."""
+    schema = Path(dataset_path) / "schema.json"
+    if not schema.is_file():
+        return None
+    return json.loads(schema.read_text()).get("metadata", {}).get("oracle_auc", {}).get("test", {}).get("avg")
+
+
+def oracle_share(avg_auc: float, oracle_auc: float | None) -> float | None:
+    """How much of the oracle's AUC gain over 0.5 a model reaches: ``(auc - 0.5) / (oracle - 0.5)``."""
+    return None if oracle_auc is None else (avg_auc - 0.5) / (oracle_auc - 0.5)
+
+
 def comparison_table(run_dirs: list[Path]) -> str:
-    """Markdown table: one row per run, test AUC (MSE for regression) per task, average, parameters, wall time."""
+    """Markdown table: one row per run, test AUC (MSE for regression) per task, average, its share of the
+    oracle's gain (synthetic data), the searched op histogram, parameters, wall time."""
     runs = [(Path(d), load_metrics(d)) for d in run_dirs]
     tasks = [k for k, v in runs[0][1]["test"].items() if isinstance(v, dict)]
     header = ["run", "model"] + [f"{t} test {'auc' if 'auc' in runs[0][1]['test'][t] else 'mse'}" for t in tasks]
-    header += ["avg auc", "dense params", "wall time (s)"]
+    header += ["avg auc", "share of oracle gain", "dense params", "blocks", "wall time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run_dir, metrics in runs:
         test = metrics["test"]
         scores = [f"{test[t].get('auc', test[t].get('mse')):.4f}" for t in tasks]
         parameters = metrics["num_parameters"]
         dense = parameters.get("derived", parameters)["dense"]
-        average = f"{test['avg_auc']:.4f}" if "avg_auc" in test else "-"
-        lines.append("| " + " | ".join([run_dir.name, metrics["model"]] + scores + [average, f"{dense:,}", f"{metrics['wall_time_s']:.0f}"]) + " |")
+        average, share = "-", "-"
+        if "avg_auc" in test:
+            average = f"{test['avg_auc']:.4f}"
+            ratio = oracle_share(test["avg_auc"], oracle_test_auc(metrics["dataset"]))
+            share = "-" if ratio is None else f"{ratio:.1%}"
+        blocks = _operations_text(run_dir)
+        lines.append("| " + " | ".join([run_dir.name, metrics["model"]] + scores
+                                        + [average, share, f"{dense:,}", blocks, f"{metrics['wall_time_s']:.0f}"]) + " |")
     return "\n".join(lines)
+
+
+def _operations_text(run_dir: Path) -> str:
+    """``mlp-256:9 skip:3``: the ops of a searched run's used blocks, ``-`` for other runs."""
+    if not (run_dir / "architecture.json").is_file():
+        return "-"
+    histogram = Architecture.load(run_dir / "architecture.json").operation_histogram()
+    return " ".join(f"{name}:{count}" for name, count in histogram.items())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,20 +7,9 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-from scipy.stats import rankdata
 
+from common.ranking import auc
 from datasets.schema import TaskSpec
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC by the rank-sum statistic, ties counted as half; NaN when only one class is present."""
-    labels = np.asarray(labels) > 0.5
-    positives = int(labels.sum())
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    ranks = rankdata(scores)  # average ranks for ties, 1-based
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def grouped_auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""The training pipeline a model gets: TorchRec's TrainPipelineSparseDist, or a plain step without embeddings."""
+"""The training pipeline a model gets: TorchRec's TrainPipelineSparseDist, or plain steps (no overlap)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from datasets.batch import Batch
 
 
-class DenseOnlyPipeline:
-    """``TrainPipelineSparseDist``'s interface for models without embedding tables (an all-dense dataset).
+class StepPipeline:
+    """``TrainPipelineSparseDist``'s interface without overlap: each ``progress`` call trains on the next
+    batch (forward, backward, optimizer step), calling the model directly.
 
-    There is no sparse input distribution to overlap, and TorchRec's pipeline would fx-trace the whole
-    dense arch; each ``progress`` call trains on the next batch: forward, backward, optimizer step.
+    For models without embedding tables (an all-dense dataset: there is no sparse input distribution
+    to overlap, and TorchRec's pipeline would fx-trace the whole dense arch), and for recipes that
+    call the model between steps (the bi-level search), which TorchRec's rewritten model forbids.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -34,7 +36,7 @@ class DenseOnlyPipeline:
 
 
 def build_train_pipeline(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, has_embeddings: bool):
-    """TorchRec's sparse-dist pipeline when the model has embedding tables, else ``DenseOnlyPipeline``."""
+    """TorchRec's sparse-dist pipeline when the model has embedding tables, else ``StepPipeline``."""
     if has_embeddings:
         return TrainPipelineSparseDist(model, optimizer, device)
-    return DenseOnlyPipeline(model, optimizer, device)
+    return StepPipeline(model, optimizer, device)

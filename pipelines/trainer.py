@@ -27,7 +27,7 @@ from pipelines.early_stopping import EarlyStopping, monitored_value, resolve_mon
 from pipelines.evaluation import evaluate
 from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
 from pipelines.sharding import build_optimizer, shard_model
-from pipelines.train_pipeline import DenseOnlyPipeline, build_train_pipeline
+from pipelines.train_pipeline import StepPipeline, build_train_pipeline
 
 RESULT_FILES = ("metrics.json", "checkpoint")
 
@@ -74,7 +74,7 @@ def task_scores_text(metrics: dict, tasks: Sequence[TaskSpec]) -> str:
 
 
 def train_epoch(
-    pipeline: TrainPipelineSparseDist | DenseOnlyPipeline, batches: Iterator[Batch], steps: int, samples_per_step: int, ctx: DistributedContext,
+    pipeline: TrainPipelineSparseDist | StepPipeline, batches: Iterator[Batch], steps: int, samples_per_step: int, ctx: DistributedContext,
     desc: str, progress: bool = True,
 ) -> dict:
     """Drive ``pipeline`` over ``batches``; returns the mean loss over all ranks, samples/s and seconds.

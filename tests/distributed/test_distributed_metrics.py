@@ -8,7 +8,8 @@ from torch import nn
 from datasets.parquet_reader import BatchReader, ParquetSplit
 from datasets.schema import Schema
 from pipelines.evaluation import evaluate, predict
-from pipelines.metrics import auc, task_metrics
+from common.ranking import auc
+from pipelines.metrics import task_metrics
 from pipelines.process_group import destroy_distributed, init_distributed
 from tests.conftest import write_indexed_dataset
 from tests.distributed.spawn import run_on_ranks

@@ -21,7 +21,7 @@ from tests.distributed.spawn import run_on_ranks
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["search_space=small", "search_space.num_experts=2", "search_space.operations=[skip,linear,mlp-16]",
-        "search.epochs=4", "search.finetune_epochs=1", "trainer.batch_size=256", "trainer.eval_batch_size=1024",
+        "search.epochs=4", "search.architecture_fraction=0.25", "trainer.epochs=1", "trainer.batch_size=256", "trainer.eval_batch_size=1024",
         "trainer.max_steps_per_epoch=4", "trainer.progress=false"]
 
 
@@ -31,7 +31,7 @@ def _config(overrides: list[str]) -> NasConfig:
 
 
 def _run_cli(data: Path, run_dir: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "nas/search.py", f"dataset.path={data}", f"run_dir={run_dir}"] + TINY
+    command = [sys.executable, "nas/search.py", f"dataset.path={data}", f"run_dir={run_dir}", "search.finetune=inherit"] + TINY
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
@@ -46,8 +46,11 @@ def test_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_archi
     assert architecture.schema_fingerprint == Schema.load(tiny_aliccp).fingerprint()
 
     log = [json.loads(line) for line in (run / "search_log.jsonl").read_text().splitlines()]
-    assert [r["stage"] for r in log] == ["warmup_weights", "warmup_joint", "discretize", "discretize"]
+    # Blocks are decided progressively; features and connections are thresholded once, after the last epoch.
+    assert [r["stage"] for r in log] == ["warmup_weights", "warmup_joint", "discretize", "discretize", "final"]
     assert log[-1]["undecided"] == 0 and all(r["decisions"] for r in log[2:])
+    assert {d["kind"] for r in log[2:4] for d in r["decisions"]} == {"block"}
+    assert {d["kind"].split()[0] for d in log[-1]["decisions"]} == {"feature", "connection"}
     assert {"alpha", "feature_beta", "connection_beta", "train_loss", "valid"} <= set(log[0])
     # Warm-up 1 trains only w (alpha and beta stay at their initial values); warm-up 2 moves them.
     initial_keep = round(float(torch.sigmoid(torch.tensor(0.5))), 5)
@@ -56,7 +59,10 @@ def test_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_archi
 
     metrics = json.loads((run / "metrics.json").read_text())
     # The derived model, warm-started from the supernet, scores exactly what the discretized supernet scored.
-    assert metrics["inherited_valid"]["click"]["auc"] == pytest.approx(log[-1]["valid"]["click"]["auc"], abs=1e-9)
+    finetune = json.loads((run / "finetune" / "metrics.json").read_text())
+    assert not finetune["epochs"][0]["trained"]
+    assert finetune["epochs"][0]["valid"]["click"]["auc"] == pytest.approx(log[-1]["valid"]["click"]["auc"], abs=1e-9)
+    assert metrics["search"]["valid"] == log[-1]["valid"] and metrics["finetune"]["mode"] == "inherit"
     assert set(metrics["test"]) >= {"click", "conversion", "avg_auc"}
     for name in ("decisions.png", "auc_curves.png", "gate_weights.png"):
         assert (run / name).stat().st_size > 1000
@@ -83,24 +89,21 @@ def _planted_search(rank: int, config: NasConfig, run_dir: str) -> dict:
 
 @pytest.mark.slow
 def test_search_ranks_planted_drivers_above_noise_and_keeps_them_for_their_task(tmp_path):
-    """make search's schedule on 300k planted rows; conversion, the rare task, weighs 4x so its drivers get gradient."""
+    """make search's schedule on 300k planted rows (additive, interaction-only and nonlinear drivers)."""
     data = tmp_path / "planted"
     write_aliccp_like(data, rows=300_000, seed=0, progress=False)
-    config = _config([f"dataset.path={data}", "search_space=small", "search=fast", "trainer.max_steps_per_epoch=40",
-                      "trainer.progress=false", "trainer.task_weights={conversion: 4.0}"])
+    config = _config([f"dataset.path={data}", "search_space=small", "search=fast", "trainer=fast", "trainer.progress=false"])
     (tmp_path / "run").mkdir()
     result = run_on_ranks(_planted_search, 1, tmp_path / "out", config, str(tmp_path / "run"))[0]
     planted = Schema.load(data).metadata["planted"]
-    experts = [i for i, name in enumerate(result["consumers"]) if name.startswith("layer1.")]
-    keep = {name: float(result["keep"][experts, j].mean()) for j, name in enumerate(result["inputs"])}
+    # Mean keep probability of each input over every consumer (layer-1 experts and gates).
+    keep = {name: float(result["keep"][:, j].mean()) for j, name in enumerate(result["inputs"])}
     noise = [keep[f] for f in planted["noise"]["sparse"] + planted["noise"]["dense"]]
     drivers = {task: planted[task]["sparse"] + planted[task]["dense"] for task in ("click", "conversion")}
-    median_noise = statistics.median(noise)
-    below = sorted(f for f in set(drivers["click"] + drivers["conversion"]) if keep[f] <= median_noise)
-    # Every click driver, and all conversion drivers but at most one (the rare task's multi-hot 853 is the
-    # weakest signal), rank above the median noise field.
-    assert all(keep[f] > median_noise for f in drivers["click"]), (keep, median_noise)
-    assert len(below) <= 1 and set(below) <= set(drivers["conversion"]), (below, keep, median_noise)
+    # Every click driver ranks above every noise field; the rare task's drivers (about 1.5% positives)
+    # are a weaker signal: on average they rank above the median noise field.
+    assert min(keep[f] for f in drivers["click"]) > max(noise), (keep, planted["noise"])
+    assert statistics.mean(keep[f] for f in drivers["conversion"]) > statistics.median(noise), (keep, planted["noise"])
     architecture = Architecture.from_dict(result["architecture"])
     for task, fields in drivers.items():
         assert set(fields) <= architecture.features_feeding(task), task

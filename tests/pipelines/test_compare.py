@@ -1,8 +1,10 @@
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from scipy.stats import ttest_rel
 
 from pipelines.compare import CompareConfig, parse_compare_config, run_comparison
 from pipelines.config import ConfigError
@@ -10,7 +12,8 @@ from tests.distributed.spawn import run_on_ranks
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TINY = ["trainer=smoke", "trainer.epochs=1", "trainer.max_steps_per_epoch=3", "search=default", "search.epochs=3",
-        "search.finetune_epochs=1", "search_space.num_experts=2", "search_space.operations=[skip,mlp-16]"]
+        "search.architecture_fraction=0.25",
+        "search_space.num_experts=2", "search_space.operations=[skip,mlp-16]"]
 
 
 def _config(overrides: list[str]) -> CompareConfig:
@@ -35,7 +38,12 @@ def test_compare_writes_one_row_per_model_and_seed_and_a_summary(tiny_aliccp, tm
     assert all(0.0 <= float(r["avg_auc"]) <= 1.0 for r in rows)
     table = (out / "results.md").read_text()
     assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:] == models
-    assert "Paired t-test on avg_auc" in table and "best baseline" in table
+    by_model = {m: [float(r["avg_auc"]) for r in rows if r["model"] == m] for m in models}
+    best = max(["mmoe", "shared_bottom"], key=lambda m: np.mean(by_model[m]))  # random is not hand-designed
+    for other, label in ((best, f"the best hand-designed baseline ({best})"), ("random", "random architectures")):
+        expected = ttest_rel(by_model["automtl"], by_model[other]).statistic
+        line = next(line for line in table.splitlines() if label in line)
+        assert f"t = {expected:.3f}," in line, line
     assert (out / "results.png").stat().st_size > 1000
     assert (out / "automtl" / "seed1" / "architecture.json").is_file()
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from datasets.schema import TaskSpec
-from pipelines.metrics import auc, grouped_auc, task_metrics
+from common.ranking import auc
+from pipelines.metrics import grouped_auc, task_metrics
 
 
 def _pairwise_auc(scores, labels):

@@ -1,0 +1,84 @@
+"""First-order bi-level optimization (DARTS; paper 001's "Bi.Opt" ablation, paper 000 eqs. 3-4).
+
+The supernet weights w step on training batches; alpha and beta step on *architecture batches*,
+drawn from a seeded slice held out of the training split (the validation split stays for early
+stopping and model selection). Architecture steps run with the embedding tables frozen: TorchRec's
+fused optimizers update the tables inside backward, so a gradient reaching them would train them on
+the held-out slice. The slice is read like training data: split across ranks, shuffled, the same
+number of steps on every rank.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from datasets.batch import Batch
+from datasets.parquet_reader import BatchReader
+from modules.multitask import MultiTaskModel
+from pipelines.config import ConfigError
+from pipelines.train_pipeline import StepPipeline
+
+
+def hold_out_architecture_rows(train: BatchReader, fraction: float, seed: int) -> tuple[BatchReader, BatchReader]:
+    """``(training reader, architecture reader)``: a contiguous slice of ``fraction`` of the training rows,
+    at an offset fixed by ``seed``, goes to the architecture reader; the rest stays for training."""
+    split = train.split
+    held = round(fraction * split.num_rows)
+    start = int(np.random.default_rng([seed, 7]).integers(0, split.num_rows - held + 1))
+
+    def reader(part) -> BatchReader:
+        return BatchReader(part, train.batch_size, train.rank, train.world_size, training=True,
+                           shuffle_buffer=train.shuffle_buffer, seed=train.seed)
+
+    weights, architecture = reader(split.without_rows(start, start + held)), reader(split.rows(start, start + held))
+    if len(architecture) == 0 or len(weights) == 0:
+        raise ConfigError(
+            f"search.architecture_fraction={fraction} leaves {held} of {split.num_rows} training rows for architecture "
+            f"steps: each part needs at least one batch of {train.batch_size} rows per rank on {train.world_size} rank(s)"
+        )
+    return weights, architecture
+
+
+def endless(reader: BatchReader) -> Iterator[Batch]:
+    """The reader's batches, epoch after epoch, without end."""
+    for epoch in itertools.count():
+        yield from reader.epoch(epoch)
+
+
+class BiLevelPipeline(StepPipeline):
+    """Each ``progress`` call: a weight step on the next training batch, then (while the architecture
+    optimizer is active) an alpha/beta step on the next architecture batch with the tables frozen.
+
+    ``optimizer`` steps the weights (dense and fused embedding optimizers); ``architecture_optimizer``
+    only alpha and beta. The architecture step's gradients of w are discarded: the next weight step
+    zeroes them before its backward (first-order DARTS).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, architecture_optimizer, multitask: MultiTaskModel,
+                 architecture_batches: Iterator[Batch], device: torch.device) -> None:
+        super().__init__(model, optimizer, device)
+        self.architecture_optimizer = architecture_optimizer
+        self.multitask = multitask
+        self.architecture_batches = architecture_batches
+
+    def progress(self, batches: Iterator[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        output = super().progress(batches)
+        if self.architecture_optimizer.active:
+            self.architecture_step()
+        return output
+
+    def architecture_step(self) -> None:
+        batch = next(self.architecture_batches).to(self.device, non_blocking=True)
+        self.architecture_optimizer.zero_grad()
+        self.multitask.freeze_embeddings = True
+        try:
+            loss, _ = self.model(batch)
+            loss.backward()
+        finally:
+            self.multitask.freeze_embeddings = False
+        self.architecture_optimizer.step()

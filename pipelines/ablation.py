@@ -1,0 +1,153 @@
+"""Paper 001's ablations (Table 4) as one table: ``python -m pipelines.ablation [overrides]`` (``make ablation``).
+
+Each variant of ``conf/ablation.yaml`` is a list of overrides of the search config (``search.*``,
+``search_space.*``); every variant x seed runs the whole search + fine-tune on one dataset with the
+same trainer. ``out_dir`` receives one run directory per cell (``<variant>/seed<k>/``), and
+``results.csv`` / ``results.md``: test avg AUC and logloss, dense parameters of the derived model,
+the op histogram of its blocks (experts that reach a task), search and fine-tune seconds.
+
+A cell whose run directory already holds ``metrics.json`` from the same config and dataset
+(``ablation_cell.json``: the resolved search config and a hash of ``schema.json``) is read back,
+not rerun, so an interrupted ablation continues where it stopped; a cell finished with another
+config or dataset is refused unless ``overwrite=true``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from common.atomic_files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
+from nas.architecture import Architecture
+from nas.search_and_finetune import run_search
+from nas.search_config import NasConfig, parse_nas_config
+from pipelines.compare import mean_std_cells
+from pipelines.config import ConfigError, check_top_level
+from pipelines.hydra_launch import quiet_hydra_on_other_ranks
+
+CELL_FILE = "ablation_cell.json"
+SEARCH_GROUPS = ("dataset", "search_space", "search", "trainer")
+
+
+@dataclass
+class AblationConfig:
+    """Variants x seeds of the search on one dataset (``conf/ablation.yaml``); the groups are the search's."""
+
+    dataset: dict
+    search_space: dict
+    search: dict
+    trainer: dict
+    variants: dict[str, list[str]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    out_dir: str = "runs/ablation"
+    overwrite: bool = False
+
+
+def variant_config(cfg: DictConfig, variant: str, seed: int, run_dir: Path) -> NasConfig:
+    """The search config of one cell: the shared groups with the variant's overrides applied (unknown keys are named)."""
+    overrides = [str(o) for o in cfg.variants[variant]]
+    base = OmegaConf.create({group: OmegaConf.to_container(cfg[group], resolve=True) for group in SEARCH_GROUPS})
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
+    except Exception as error:  # a malformed override; OmegaConf raises several types
+        raise ConfigError(f"variants.{variant}: bad override in {overrides}: {error}") from None
+    unknown = [o for o in overrides if o.split("=", 1)[0].split(".", 1)[0] not in SEARCH_GROUPS]
+    if unknown:
+        raise ConfigError(f"variants.{variant}: overrides {unknown} must start with one of {SEARCH_GROUPS}")
+    merged.seed, merged.run_dir, merged.overwrite = seed, str(run_dir), bool(cfg.overwrite)
+    try:
+        return parse_nas_config(merged)
+    except (ConfigError, ValueError) as error:
+        raise ConfigError(f"variants.{variant}: {error}") from None
+
+
+def run_cell(cfg: DictConfig, variant: str, seed: int) -> dict:
+    """Search + fine-tune one cell, or read it back when it already finished with the same overrides; returns its metrics."""
+    run_dir = Path(cfg.out_dir) / variant / f"seed{seed}"
+    config = variant_config(cfg, variant, seed, run_dir)
+    cell = cell_record(config)
+    if (run_dir / "metrics.json").is_file() and not cfg.overwrite:
+        recorded = read_json(run_dir / CELL_FILE, ConfigError, "ablation cell") if (run_dir / CELL_FILE).is_file() else None
+        if recorded != cell:
+            raise ConfigError(f"{run_dir} holds a finished run of another config or dataset (see {CELL_FILE} there); "
+                              "pass overwrite=true or another out_dir")
+        return read_json(run_dir / "metrics.json", ConfigError, "metrics file")
+    metrics = run_search(config, run_dir).metrics
+    if int(os.environ.get("RANK", 0)) == 0:
+        atomic_write_json(run_dir / CELL_FILE, cell)
+    return metrics
+
+
+def cell_record(config: NasConfig) -> dict:
+    """What a finished cell must match to be reused: the whole search config and the dataset's schema.json (hashed)."""
+    values = asdict(config)
+    values.pop("overwrite")
+    schema = Path(config.dataset.path) / "schema.json"
+    return {"config": values, "schema_sha1": hashlib.sha1(schema.read_bytes()).hexdigest() if schema.is_file() else None}
+
+
+def ablation_row(variant: str, seed: int, metrics: dict, architecture: Architecture) -> dict:
+    """One results.csv row: test metrics, derived dense parameters, op histogram, timings."""
+    test = metrics["test"]
+    row: dict = {"variant": variant, "seed": seed}
+    row.update({key: test[key] for key in ("avg_auc", "avg_logloss", "avg_mse") if key in test})
+    row["dense_parameters"] = metrics["num_parameters"]["derived"]["dense"]
+    histogram = architecture.operation_histogram()
+    row["operations"] = " ".join(f"{name}:{count}" for name, count in histogram.items())
+    row["skip_or_linear_share"] = (histogram.get("skip", 0) + histogram.get("linear", 0)) / max(1, sum(histogram.values()))
+    row["search_s"] = metrics["search"]["seconds"]
+    row["finetune_s"] = metrics["finetune"]["seconds"]
+    return row
+
+
+def summary_table(rows: list[dict], variants: list[str]) -> str:
+    """Markdown: mean +- std per variant over the seeds of every numeric column, and each seed's op histogram."""
+    numeric = [k for k, v in rows[0].items() if k not in ("variant", "seed") and isinstance(v, (int, float))]
+    lines = ["| variant | seeds | " + " | ".join(numeric) + " | operations (per seed) |",
+             "|---|---|" + "---|" * (len(numeric) + 1)]
+    for variant in variants:
+        runs = [r for r in rows if r["variant"] == variant]
+        cells = mean_std_cells(runs, numeric)
+        operations = "; ".join(r["operations"] for r in runs)
+        lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + f" | {operations} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out_dir: Path, rows: list[dict], variants: list[str]) -> None:
+    atomic_write_csv(out_dir / "results.csv", rows)
+    seeds = sorted({r["seed"] for r in rows})
+    atomic_write_text(out_dir / "results.md", f"# Ablations (seeds {seeds}, test split)\n\n" + summary_table(rows, variants))
+
+
+def run_ablation(cfg: DictConfig) -> list[dict]:
+    """Every variant x seed (finished cells are read back), then results.csv / results.md; returns the rows."""
+    check_top_level(cfg, AblationConfig)
+    if not cfg.variants or not cfg.seeds:
+        raise ConfigError("ablation needs at least one variant and one seed")
+    for variant in cfg.variants:  # fail on a bad variant before hours of runs, not after
+        variant_config(cfg, variant, int(cfg.seeds[0]), Path(cfg.out_dir) / variant)
+    rows = []
+    for variant in cfg.variants:
+        for seed in cfg.seeds:
+            metrics = run_cell(cfg, variant, int(seed))
+            architecture = Architecture.load(Path(cfg.out_dir) / variant / f"seed{seed}" / "architecture.json")
+            rows.append(ablation_row(variant, int(seed), metrics, architecture))
+    if int(os.environ.get("RANK", 0)) == 0:
+        write_results(Path(cfg.out_dir), rows, list(cfg.variants))
+        print((Path(cfg.out_dir) / "results.md").read_text(), flush=True)
+    return rows
+
+
+@hydra.main(config_path="../conf", config_name="ablation", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_ablation(cfg)
+
+
+if __name__ == "__main__":
+    quiet_hydra_on_other_ranks()
+    main()

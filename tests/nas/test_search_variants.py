@@ -1,0 +1,123 @@
+"""Each search switch changes the built supernet or the schedule as its name says (paper 001's ablations and the official code's choices)."""
+
+import pytest
+import torch
+
+from nas.architecture import Architecture
+from nas.discretization import apply_decisions, next_decisions, undecided_count
+from nas.operations import MLP
+from nas.search_config import SearchConfig
+from nas.selection import selection_mask
+from tests.nas.helpers import small_supernet
+
+
+def _inputs(rows=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, 3, 4, generator=g), torch.randn(rows, 2, generator=g)
+
+
+def test_all_ones_masks_keep_every_undecided_item_and_pass_the_straight_through_gradient():
+    beta = torch.tensor([[-3.0, 0.0, 2.0]], requires_grad=True)
+    decided, kept = torch.tensor([[False, False, True]]), torch.tensor([[False, False, False]])
+    for sample in (True, False):  # the same in training and evaluation
+        mask = selection_mask(beta, decided, kept, sample=sample, rows=5, all_ones=True)
+        assert mask.tolist() == [[[1.0, 1.0, 0.0]]]
+    (mask[0, 0] * torch.tensor([1.0, -2.0, 7.0])).sum().backward()
+    slope = torch.sigmoid(beta.detach()) * (1 - torch.sigmoid(beta.detach()))
+    torch.testing.assert_close(beta.grad, slope * torch.tensor([[1.0, -2.0, 0.0]]))
+
+
+def test_supernet_with_no_sampling_sees_every_feature_while_searching():
+    net = small_supernet(selection_sampling="none").train()
+    with torch.no_grad():
+        net.feature_beta.fill_(-5.0)  # far below the threshold: sampling would drop almost everything
+    assert torch.all(net.feature_mask(32) == 1) and torch.all(net.connection_mask(32) == 1)
+    embeddings, dense = _inputs()
+    net(embeddings, dense).sum().backward()
+    assert net.feature_beta.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["feature", "connection"])
+def test_turning_a_selection_off_keeps_every_item_of_that_kind(kind):
+    net = small_supernet(**{f"{kind}_selection": False})
+    decided, kept = getattr(net, f"{kind}_decided"), getattr(net, f"{kind}_kept")
+    assert decided.all() and kept.all()
+    other = "connection" if kind == "feature" else "feature"
+    assert not getattr(net, f"{other}_decided").any()
+    assert undecided_count(net, (kind,)) == 0
+    apply_decisions(net, next_decisions(net, 10_000))
+    architecture = Architecture.from_supernet(net, "fingerprint")
+    if kind == "feature":
+        assert all(len(e.features) == 5 for e in architecture.layers[0]) and all(len(g.features) == 5 for g in architecture.gates)
+    else:
+        assert all(len(g.experts) == 3 for g in architecture.gates)
+
+
+def test_homogeneous_experts_have_one_op_and_nothing_to_search():
+    net = small_supernet(operations=["mlp-16"])
+    assert net.alpha.shape[-1] == 1
+    apply_decisions(net, next_decisions(net, 10_000))
+    histogram = Architecture.from_supernet(net, "fingerprint").operation_histogram(used_only=False)
+    assert histogram == {"mlp-16": 2 * 3 * 2}
+
+
+def test_auxiliary_skip_adds_a_scaled_identity_around_every_block():
+    net = small_supernet(operations=["mlp-4"]).eval()
+    layer, x = net.layers[1], torch.randn(3, 6, 8)
+    weights = torch.ones(3, 2, 1)
+    plain = layer(x, weights)
+    first = layer.blocks[0](x, weights[:, 0])
+    expected = layer.blocks[1](first + 0.5 * x, weights[:, 1]) + 0.5 * (first + 0.5 * x)
+    torch.testing.assert_close(layer(x, weights, auxiliary_skip=0.5), expected)
+    assert not torch.allclose(plain, expected)
+
+
+def test_auxiliary_skip_weight_decays_linearly_to_zero_at_the_last_epoch():
+    search = SearchConfig(epochs=5, auxiliary_skip=1.0)
+    assert [search.auxiliary_skip_weight(e) for e in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    assert SearchConfig(epochs=5, auxiliary_skip=0.0).auxiliary_skip_weight(0) == 0.0
+
+
+def test_gumbel_relaxation_samples_block_weights_in_training_only():
+    search = SearchConfig(epochs=5, relaxation="gumbel", gumbel_temperature=1.0, gumbel_final_temperature=0.2)
+    assert [round(search.temperature(e), 6) for e in (0, 2, 4)] == [1.0, 0.6, 0.2]
+    assert SearchConfig(epochs=5).temperature(0) is None
+    net = small_supernet()
+    net.gumbel_temperature = 1.0
+    torch.manual_seed(0)
+    first, second = net.training_block_weights(), net.training_block_weights()
+    assert not torch.allclose(first, second)  # a fresh sample per step
+    torch.testing.assert_close(first.sum(-1), torch.ones(first.shape[:-1]))
+    with torch.no_grad():
+        net.block_decided[0, 0, 0], net.block_choice[0, 0, 0] = True, 2
+    assert net.training_block_weights()[0, 0, 0].tolist() == [0.0, 0.0, 1.0, 0.0]  # decided blocks stay one-hot
+    net.gumbel_temperature = None
+    torch.testing.assert_close(net.training_block_weights(), net.block_weights())
+
+
+def test_final_discretization_leaves_its_kinds_to_the_end():
+    assert SearchConfig(block_discretization="final", selection_discretization="final").progressive_kinds == ()
+    assert SearchConfig(selection_discretization="final").progressive_kinds == ("block",)
+    net = small_supernet()
+    apply_decisions(net, next_decisions(net, 10_000, kinds=("block",)))
+    assert net.block_decided.all() and not net.feature_decided.any() and not net.connection_decided.any()
+
+
+def test_mlp_batchnorm_normalizes_each_experts_hidden_units_separately():
+    torch.manual_seed(0)
+    op = MLP(num_experts=2, width=3, hidden=5, batchnorm=True).train()
+    x = torch.randn(2, 64, 3)
+    x[1] = x[1] * 10 + 4  # expert 2 sees a very different scale
+    hidden = op.norm(op.up(x))
+    torch.testing.assert_close(hidden.mean(dim=1), torch.zeros(2, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(hidden.var(dim=1, unbiased=False), torch.ones(2, 5), atol=1e-3, rtol=0)
+    single = op.expert(1).eval()
+    op.eval()
+    torch.testing.assert_close(single(x[1]), op(x)[1])
+
+
+@pytest.mark.parametrize("key, value", [("block_discretization", "sometimes"), ("relaxation", "gumble"), ("finetune", "both"),
+                                        ("auxiliary_skip", -0.1), ("gumbel_final_temperature", 2.0)])
+def test_bad_search_switches_are_named(key, value):
+    with pytest.raises(ValueError, match=f"search.{key}"):
+        SearchConfig(**{key: value})

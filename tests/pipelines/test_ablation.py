@@ -1,0 +1,64 @@
+"""The ablation runner: one table of variants x seeds, finished cells read back, stale cells refused."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from pipelines.ablation import run_ablation
+from pipelines.config import ConfigError
+from tests.distributed.spawn import run_on_ranks
+from tests.pipelines.test_compare import TINY
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="ablation", overrides=overrides)
+
+
+def _ablation(rank: int, cfg) -> list[dict]:
+    return run_ablation(cfg)
+
+
+def test_every_shipped_variant_composes_into_a_valid_search_config(tmp_path):
+    from pipelines.ablation import variant_config
+
+    cfg = _cfg([])
+    for variant in cfg.variants:
+        config = variant_config(cfg, variant, 0, tmp_path / variant)
+        for override in cfg.variants[variant]:
+            key, value = override.split("=", 1)
+            group, name = key.split(".", 1)
+            assert getattr(getattr(config, group), name) == yaml.safe_load(value), override
+
+
+def test_a_bad_override_is_named_with_its_variant(tmp_path):
+    with pytest.raises(ConfigError, match="variants.typo.*epochz"):
+        run_ablation(_cfg([f"out_dir={tmp_path}", "+variants.typo=['search.epochz=3']"]))
+    with pytest.raises(ConfigError, match="variants.elsewhere.*must start with"):
+        run_ablation(_cfg([f"out_dir={tmp_path}", "+variants.elsewhere=['seed=3']"]))
+
+
+@pytest.mark.slow
+def test_ablation_table_and_resume(tiny_aliccp, tmp_path):
+    out = tmp_path / "ablation"
+    variants = "{desan: [], wo_fs: ['search_space.feature_selection=false']}"
+    cfg = _cfg([f"dataset.path={tiny_aliccp}", f"out_dir={out}", "seeds=[0]", "~variants", f"+variants={variants}"] + TINY)
+    run_on_ranks(_ablation, 1, tmp_path / "o1", cfg)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["variant"] for r in rows] == ["desan", "wo_fs"]
+    assert {"avg_auc", "avg_logloss", "dense_parameters", "operations", "skip_or_linear_share", "search_s", "finetune_s"} <= set(rows[0])
+    assert sum(int(part.split(":")[1]) for part in rows[0]["operations"].split()) > 0
+    assert "| wo_fs | 1 |" in (out / "results.md").read_text()
+
+    finished = (out / "wo_fs" / "seed0" / "metrics.json").stat().st_mtime_ns
+    run_on_ranks(_ablation, 1, tmp_path / "o2", cfg)  # everything finished: read back, nothing rerun
+    assert (out / "wo_fs" / "seed0" / "metrics.json").stat().st_mtime_ns == finished
+
+    changed = _cfg([f"dataset.path={tiny_aliccp}", f"out_dir={out}", "seeds=[0]", "~variants", f"+variants={variants}", "search.arch_lr=0.5"] + TINY)
+    with pytest.raises(ConfigError, match="another config or dataset"):
+        run_ablation(changed)
