@@ -57,7 +57,7 @@ search: data
 train: data
 	$(PY) -m pipelines.train dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-train overwrite=true
 
-# Every model x 5 seeds on the embedded synthetic data (estimated 30-40 minutes on 2 cores): runs/compare/results.md
+# Every model x 5 seeds on the embedded synthetic data (about 45-70 minutes on 2 cores): runs/compare/results.md
 compare: data
 	$(PY) -m pipelines.compare dataset.path=$(SYNTHETIC_DIR) out_dir=runs/compare overwrite=true
 
