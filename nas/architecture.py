@@ -95,21 +95,11 @@ class Architecture:
     def features_feeding(self, task: str) -> set[str]:
         """Every input feature that reaches ``task``: read by its gate, or by any expert or gate below it."""
         gates = {g.name: g for g in self.gates}
-        layer_of = {e.name: (layer, e) for layer, experts in enumerate(self.layers) for e in experts}
-        task_gate = gates[task_gate_name(task)]
-        features, frontier, seen = set(task_gate.features), list(task_gate.experts), set()
-        while frontier:
-            name = frontier.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            layer, expert = layer_of[name]
-            if layer == 0:
-                features |= set(expert.features)
-            else:
-                gate = gates[f"{name}.gate"]
-                features |= set(gate.features)
-                frontier.extend(gate.experts)
+        task_gate = task_gate_name(task)
+        features = set(gates[task_gate].features)
+        for layer, j in self._experts_below([task_gate]):
+            expert = self.layers[layer][j]
+            features |= set(expert.features) if layer == 0 else set(gates[f"{expert.name}.gate"].features)
         return features
 
     def operation_histogram(self, used_only: bool = True) -> dict[str, int]:

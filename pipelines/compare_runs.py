@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from datasets.schema import SCHEMA_FILE, Schema
 from nas.architecture import Architecture
 
 
@@ -21,10 +22,9 @@ def load_metrics(run_dir: Path) -> dict:
 
 def oracle_test_auc(dataset_path: str | Path) -> float | None:
     """The average test AUC of the true label probabilities, where the dataset's generator recorded it (synthetic data)."""
-    schema = Path(dataset_path) / "schema.json"
-    if not schema.is_file():
+    if not (Path(dataset_path) / SCHEMA_FILE).is_file():
         return None
-    return json.loads(schema.read_text()).get("metadata", {}).get("oracle_auc", {}).get("test", {}).get("avg")
+    return Schema.load(dataset_path).metadata.get("oracle_auc", {}).get("test", {}).get("avg")
 
 
 def oracle_share(avg_auc: float, oracle_auc: float | None) -> float | None:
