@@ -18,11 +18,11 @@ def selection_mask(beta: torch.Tensor, decided: torch.Tensor, kept: torch.Tensor
     when sigmoid(beta) >= 0.5, the discretization threshold, and ``rows`` is 1.
     """
     probability = torch.sigmoid(beta).unsqueeze(1)  # [R, 1, F]
+    straight_through = probability - probability.detach()  # exactly 0, with the gradient of probability
     if all_ones:
-        undecided = 1.0 + probability - probability.detach()
+        undecided = 1.0 + straight_through
     elif sample:
-        drawn = torch.bernoulli(probability.detach().expand(-1, rows, -1))
-        undecided = drawn + probability - probability.detach()
+        undecided = torch.bernoulli(probability.detach().expand(-1, rows, -1)) + straight_through
     else:
         undecided = (probability >= 0.5).to(beta.dtype)
     return torch.where(decided.unsqueeze(1), kept.unsqueeze(1).to(beta.dtype), undecided)

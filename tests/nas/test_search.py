@@ -53,7 +53,7 @@ def test_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_archi
     assert {d["kind"].split()[0] for d in log[-1]["decisions"]} == {"feature", "connection"}
     assert {"alpha", "feature_beta", "connection_beta", "train_loss", "valid"} <= set(log[0])
     # Warm-up 1 trains only w (alpha and beta stay at their initial values); warm-up 2 moves them.
-    initial_keep = round(float(torch.sigmoid(torch.tensor(0.5))), 5)
+    initial_keep = round(float(torch.sigmoid(torch.tensor(6.0))), 5)
     assert {p for row in log[0]["feature_beta"].values() for p in row.values()} == {initial_keep}
     assert log[1]["feature_beta"] != log[0]["feature_beta"] and log[1]["alpha"] != log[0]["alpha"]
 
