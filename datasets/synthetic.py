@@ -28,6 +28,14 @@ clicks about ``conversion_rate``. Drivers, noise fields and every setting are wr
 AUC (scoring each row by its true probability: ``sigmoid(click_logit)`` for click,
 ``sigmoid(click_logit) * sigmoid(conversion_logit)`` for conversion) of the valid and test splits
 under ``metadata.oracle_auc``, the ceiling a model can reach.
+
+``python -m datasets.synthetic small_vocab --rows N --out DIR`` writes the same planted model on
+another layout (``SMALL_VOCAB``), shaped like a common kind of tabular recommender data: 30
+categorical fields with small vocabularies (2 to 50 ids), 7 numeric features and two independent
+binary tasks ``task_a`` / ``task_b`` with very different positive rates (6% and 43% by default).
+``task_a`` is driven additively by c00-c04 and d0, by the pairs (c00, c08), (c03, c09) and by
+cos(2 * d2); ``task_b`` by c01, c02 (shared with task_a, conflict as above), c05-c07 and d1, by the
+pairs (c05, c10), (c11, c12) (c12 only through its pair) and by |d3|; c13-c29 and d4-d6 are noise.
 """
 
 from __future__ import annotations
@@ -120,6 +128,49 @@ CALIBRATION_ROWS = 200_000
 ORACLE_SPLITS = ("valid", "test")  # splits whose oracle AUC write_synthetic records
 
 
+@dataclass(frozen=True)
+class PlantedLayout:
+    """The columns of a planted dataset and what drives its two binary tasks.
+
+    ``chained``: the second task can be positive only where the first is (a conversion after a
+    click); its rate is then a rate among the first task's positives and its oracle the product of
+    both probabilities. Otherwise the two tasks are drawn independently given the features.
+    """
+
+    name: str
+    fields: tuple[FieldSpec, ...]
+    dense: tuple[str, ...]
+    tasks: tuple[str, str]
+    additive_fields: dict[str, tuple[str, ...]]  # per task; fields in both tasks' tuples are shared
+    additive_dense: dict[str, tuple[str, ...]]
+    interactions: dict[str, tuple[tuple[str, str], ...]]  # FM-like pairs of single-hot fields
+    nonlinear: dict[str, NonlinearTerm]
+    effect_stds: dict[str, float]
+    chained: bool
+    group_column: str | None = None
+
+
+ALICCP_LIKE = PlantedLayout(
+    "aliccp_like", ALICCP_FIELDS, DENSE_FEATURES, TASKS, ADDITIVE_FIELDS, ADDITIVE_DENSE, INTERACTIONS, NONLINEAR,
+    EFFECT_STDS, chained=True, group_column="101",
+)
+SMALL_VOCAB = PlantedLayout(
+    "small_vocab",
+    fields=tuple(FieldSpec(f"c{i:02d}", cardinality) for i, cardinality in enumerate(
+        (12, 30, 8, 5, 20, 15, 40, 6, 10, 25, 7, 50, 9) + (2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 20, 25, 30, 35, 40, 45, 50))),
+    dense=tuple(f"d{i}" for i in range(7)),
+    tasks=("task_a", "task_b"),
+    additive_fields={"task_a": ("c00", "c01", "c02", "c03", "c04"), "task_b": ("c01", "c02", "c05", "c06", "c07")},
+    additive_dense={"task_a": ("d0",), "task_b": ("d1",)},
+    interactions={"task_a": (("c00", "c08"), ("c03", "c09")), "task_b": (("c05", "c10"), ("c11", "c12"))},
+    nonlinear={"task_a": NonlinearTerm("d2", "cos(2 * d2)", _standardized_cosine),
+               "task_b": NonlinearTerm("d3", "|d3|", _standardized_abs)},
+    effect_stds={"task_a": EFFECT_STD, "task_b": EFFECT_STD},
+    chained=False,
+)
+DEFAULT_SMALL_VOCAB_RATES = (0.06, 0.43)
+
+
 def _draw_ids(rng: np.random.Generator, field: FieldSpec, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Ids and per-row bag lengths of ``field`` for ``rows`` rows."""
     lengths = np.ones(rows, dtype=np.int64) if not field.multi_hot else rng.integers(0, field.max_ids + 1, rows)
@@ -156,22 +207,23 @@ class Rows:
     """Drawn feature values of some rows, before labels."""
 
     ids: dict[str, tuple[np.ndarray, np.ndarray]]  # field -> (ids [sum of bag lengths], bag lengths [rows])
-    dense: np.ndarray  # [rows, len(DENSE_FEATURES)] float32
+    dense: np.ndarray  # [rows, len(dense_names)] float32
+    dense_names: tuple[str, ...]
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> Rows:
-        """The feature values of an AliCCP-like table, e.g. a split read back from Parquet."""
+    def from_table(cls, table: pa.Table, layout: PlantedLayout) -> Rows:
+        """The feature values of a table of ``layout``, e.g. a split read back from Parquet."""
         ids = {}
-        for spec in ALICCP_FIELDS:
+        for spec in layout.fields:
             column = table.column(spec.name).combine_chunks()
             if spec.multi_hot:
                 ids[spec.name] = (column.flatten().to_numpy(), column.value_lengths().to_numpy().astype(np.int64))
             else:
                 ids[spec.name] = (column.to_numpy(), np.ones(len(column), dtype=np.int64))
-        return cls(ids, np.stack([table.column(name).to_numpy() for name in DENSE_FEATURES], axis=1))
+        return cls(ids, np.stack([table.column(name).to_numpy() for name in layout.dense], axis=1), layout.dense)
 
     def dense_column(self, name: str) -> np.ndarray:
-        return self.dense[:, DENSE_FEATURES.index(name)]
+        return self.dense[:, self.dense_names.index(name)]
 
 
 @dataclass(frozen=True)
@@ -247,58 +299,65 @@ def _validate_rate(value: float, flag: str) -> None:
         raise ValueError(f"{flag} must be in (0, 1), got {value}")
 
 
-class AliccpLikeGenerator:
-    """Draws AliCCP-shaped rows from the planted click/conversion model fixed by ``seed``.
+class PlantedGenerator:
+    """Draws rows of ``layout`` with labels from the planted model fixed by ``seed``.
 
-    ``conflict`` in [0, 1] sets how the shared fields' conversion effects relate to their click
-    effects (correlation ``1 - 2 * conflict``); ``click_rate`` is the target click rate and
-    ``conversion_rate`` the target conversion rate among clicks.
+    ``conflict`` in [0, 1] sets how the shared fields' effects on the second task relate to their
+    effects on the first (correlation ``1 - 2 * conflict``); ``rates`` are the target positive rates
+    of the two tasks (for a chained layout, the second one among the first task's positives).
     """
 
-    def __init__(self, seed: int, conflict: float = DEFAULT_CONFLICT, click_rate: float = DEFAULT_CLICK_RATE,
-                 conversion_rate: float = DEFAULT_CONVERSION_RATE) -> None:
+    def __init__(self, layout: PlantedLayout, seed: int, conflict: float = DEFAULT_CONFLICT,
+                 rates: tuple[float, float] = (DEFAULT_CLICK_RATE, DEFAULT_CONVERSION_RATE)) -> None:
         if not 0 <= conflict <= 1:
             raise ValueError(f"--conflict must be in [0, 1] (0: shared fields push both tasks the same way, "
                              f"1: opposite ways), got {conflict}")
-        _validate_rate(click_rate, "--click-rate")
-        _validate_rate(conversion_rate, "--conversion-rate")
-        self.seed, self.conflict, self.click_rate, self.conversion_rate = seed, conflict, click_rate, conversion_rate
-        self.fields = {f.name: f for f in ALICCP_FIELDS}
+        for task, rate in zip(layout.tasks, rates):
+            _validate_rate(rate, f"--{task.replace('_', '-')}-rate")
+        self.layout, self.seed, self.conflict = layout, seed, conflict
+        self.rates = dict(zip(layout.tasks, rates))
+        self.fields = {f.name: f for f in layout.fields}
         self.planted_logits = self._planted_logits(np.random.default_rng([seed, 0]))
         self._calibrate(self.draw_rows(np.random.default_rng([seed, 1]), CALIBRATION_ROWS))
 
     @property
     def shared_fields(self) -> tuple[str, ...]:
-        return tuple(name for name in ADDITIVE_FIELDS["conversion"] if name in ADDITIVE_FIELDS["click"])
+        first, second = self.layout.tasks
+        return tuple(name for name in self.layout.additive_fields[second] if name in self.layout.additive_fields[first])
 
     def _planted_logits(self, rng: np.random.Generator) -> dict[str, PlantedLogit]:
         """Effects and latents of both tasks, unscaled and without intercepts."""
-        click_effects = {n: rng.normal(0, EFFECT_STD, self.fields[n].cardinality) for n in ADDITIVE_FIELDS["click"]}
+        layout, (first, second) = self.layout, self.layout.tasks
+        first_effects = {n: rng.normal(0, layout.effect_stds[first], self.fields[n].cardinality)
+                         for n in layout.additive_fields[first]}
         rho = 1 - 2 * self.conflict
-        conversion_effects = {}
-        for name in ADDITIVE_FIELDS["conversion"]:
-            independent = rng.normal(0, CONVERSION_EFFECT_STD, self.fields[name].cardinality)
-            if name in click_effects:
-                along_click = click_effects[name] * CONVERSION_EFFECT_STD / EFFECT_STD
-                independent = rho * along_click + np.sqrt(1 - rho**2) * independent
-            conversion_effects[name] = independent
-        effects = {"click": click_effects, "conversion": conversion_effects}
+        second_effects = {}
+        for name in layout.additive_fields[second]:
+            independent = rng.normal(0, layout.effect_stds[second], self.fields[name].cardinality)
+            if name in first_effects:
+                along_first = first_effects[name] * layout.effect_stds[second] / layout.effect_stds[first]
+                independent = rho * along_first + np.sqrt(1 - rho**2) * independent
+            second_effects[name] = independent
+        effects = {first: first_effects, second: second_effects}
         planted = {}
-        for task in TASKS:
-            paired = dict.fromkeys(name for pair in INTERACTIONS[task] for name in pair)
+        for task in layout.tasks:
+            paired = dict.fromkeys(name for pair in layout.interactions[task] for name in pair)
             latents = {name: _latents(rng, self.fields[name]) for name in paired}
-            planted[task] = PlantedLogit(effects[task], ADDITIVE_DENSE[task], INTERACTIONS[task], latents,
-                                         NONLINEAR[task])
+            planted[task] = PlantedLogit(effects[task], layout.additive_dense[task], layout.interactions[task], latents,
+                                         layout.nonlinear[task])
         return planted
 
     def _calibrate(self, rows: Rows) -> None:
         """Scale each task's parts to ``LOGIT_VARIANCE_SHARES``, then fit the intercepts to the target rates."""
-        click = self.planted_logits["click"].scaled_to_shares(rows)
-        conversion = self.planted_logits["conversion"].scaled_to_shares(rows)
-        click = replace(click, intercept=_calibrated_intercept(click.parts(rows).logit, self.click_rate))
-        click_probability = expit(click.parts(rows).logit)
-        intercept = _calibrated_intercept(conversion.parts(rows).logit, self.conversion_rate, weights=click_probability)
-        self.planted_logits = {"click": click, "conversion": replace(conversion, intercept=intercept)}
+        first, second = self.layout.tasks
+        calibrated = {}
+        for task in self.layout.tasks:
+            logit = self.planted_logits[task].scaled_to_shares(rows)
+            # A chained second task's rate is among the first task's positives: weight rows by P(first).
+            weights = expit(calibrated[first].parts(rows).logit) if task == second and self.layout.chained else None
+            calibrated[task] = replace(logit, intercept=_calibrated_intercept(logit.parts(rows).logit, self.rates[task],
+                                                                              weights=weights))
+        self.planted_logits = calibrated
         self.variance_shares = {task: self._variance_shares(logit.parts(rows))
                                 for task, logit in self.planted_logits.items()}
 
@@ -313,65 +372,69 @@ class AliccpLikeGenerator:
     def draw_rows(self, rng: np.random.Generator, rows: int) -> Rows:
         """Feature values of ``rows`` rows (ids of every field, then the dense features)."""
         ids = {name: _draw_ids(rng, field, rows) for name, field in self.fields.items()}
-        return Rows(ids, rng.standard_normal((rows, len(DENSE_FEATURES))).astype(np.float32))
+        return Rows(ids, rng.standard_normal((rows, len(self.layout.dense))).astype(np.float32), self.layout.dense)
 
     def task_probabilities(self, rows: Rows) -> dict[str, np.ndarray]:
-        """Each row's sigmoid of each task's logit: P(click) and P(conversion | click), each [rows]."""
+        """Each row's sigmoid of each task's logit (for a chained second task: given the first), each [rows]."""
         return {task: expit(logit.parts(rows).logit) for task, logit in self.planted_logits.items()}
 
-    @staticmethod
-    def oracle_scores(task_probabilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The true P(click) and P(conversion) = P(click) * P(conversion | click) of each row, each [rows]."""
-        click = task_probabilities["click"]
-        return {"click": click, "conversion": click * task_probabilities["conversion"]}
+    def oracle_scores(self, task_probabilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each row's true probability of a positive label per task (chained: P(first) * P(second | first)), each [rows]."""
+        first, second = self.layout.tasks
+        if not self.layout.chained:
+            return dict(task_probabilities)
+        return {first: task_probabilities[first], second: task_probabilities[first] * task_probabilities[second]}
 
     def table_with_oracle(self, rng: np.random.Generator, rows: int) -> tuple[pa.Table, dict[str, np.ndarray]]:
         """``rows`` rows with labels as an Arrow table in schema column order, and their ``oracle_scores``."""
+        first, second = self.layout.tasks
         drawn = self.draw_rows(rng, rows)
         probability = self.task_probabilities(drawn)
-        click = rng.random(rows) < probability["click"]
-        converted = rng.random(rows) < probability["conversion"]
-        oracle = self.oracle_scores(probability)
+        first_positive = rng.random(rows) < probability[first]
+        second_positive = rng.random(rows) < probability[second]
+        if self.layout.chained:
+            second_positive &= first_positive
         columns = {}
-        for spec in ALICCP_FIELDS:
+        for spec in self.layout.fields:
             ids, lengths = drawn.ids[spec.name]
             if spec.multi_hot:
                 offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
                 columns[spec.name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids))
             else:
                 columns[spec.name] = pa.array(ids)
-        columns.update({name: pa.array(drawn.dense_column(name)) for name in DENSE_FEATURES})
-        columns["click"] = pa.array(click.astype(np.float32))
-        columns["conversion"] = pa.array((click & converted).astype(np.float32))
-        return pa.table(columns), oracle
+        columns.update({name: pa.array(drawn.dense_column(name)) for name in self.layout.dense})
+        columns[first] = pa.array(first_positive.astype(np.float32))
+        columns[second] = pa.array(second_positive.astype(np.float32))
+        return pa.table(columns), self.oracle_scores(probability)
 
     def table(self, rng: np.random.Generator, rows: int) -> pa.Table:
         """``rows`` rows with labels, as an Arrow table in schema column order."""
         return self.table_with_oracle(rng, rows)[0]
 
     def schema(self, metadata: dict) -> Schema:
+        layout = self.layout
         planted: dict = {
             task: {"sparse": logit.sparse_drivers, "dense": logit.dense_drivers,
                    "interactions": [list(pair) for pair in logit.pairs], "nonlinear": logit.nonlinear.formula}
             for task, logit in self.planted_logits.items()
         }
-        drivers = {name for task in TASKS for name in planted[task]["sparse"] + planted[task]["dense"]}
-        planted["noise"] = {"sparse": [f.name for f in ALICCP_FIELDS if f.name not in drivers],
-                            "dense": [d for d in DENSE_FEATURES if d not in drivers]}
+        drivers = {name for task in layout.tasks for name in planted[task]["sparse"] + planted[task]["dense"]}
+        planted["noise"] = {"sparse": [f.name for f in layout.fields if f.name not in drivers],
+                            "dense": [d for d in layout.dense if d not in drivers]}
         logit = {
-            "dense_weight": DENSE_WEIGHT, "effect_std": EFFECT_STDS, "id_skew": ID_SKEW,
+            "dense_weight": DENSE_WEIGHT, "effect_std": dict(layout.effect_stds), "id_skew": ID_SKEW,
             "shared_fields": list(self.shared_fields), "target_variance_shares": LOGIT_VARIANCE_SHARES,
             **{task: {"intercept": logit.intercept, "interaction_scales": list(logit.pair_scales),
                       "nonlinear_scale": logit.nonlinear_scale, "variance_shares": self.variance_shares[task]}
                for task, logit in self.planted_logits.items()},
         }
         return Schema(
-            sparse=tuple(SparseFeature(f.name, f.cardinality, f.multi_hot) for f in ALICCP_FIELDS),
-            dense=tuple(DenseFeature(d) for d in DENSE_FEATURES),
-            tasks=tuple(TaskSpec(task, "binary") for task in TASKS),
-            group_column="101",
-            metadata={"generator": "aliccp_like", "seed": self.seed, "conflict": self.conflict,
-                      "click_rate": self.click_rate, "conversion_rate": self.conversion_rate, "latent_dim": LATENT_DIM,
+            sparse=tuple(SparseFeature(f.name, f.cardinality, f.multi_hot) for f in layout.fields),
+            dense=tuple(DenseFeature(d) for d in layout.dense),
+            tasks=tuple(TaskSpec(task, "binary") for task in layout.tasks),
+            group_column=layout.group_column,
+            metadata={"generator": layout.name, "seed": self.seed, "conflict": self.conflict,
+                      **{f"{task}_rate": rate for task, rate in self.rates.items()}, "latent_dim": LATENT_DIM,
                       "planted": planted, "logit": logit, **metadata},
         )
 
@@ -459,8 +522,8 @@ def write_synthetic(
 def write_aliccp_like(out: str | Path, rows: int, seed: int = 0, conflict: float = DEFAULT_CONFLICT,
                       click_rate: float = DEFAULT_CLICK_RATE, conversion_rate: float = DEFAULT_CONVERSION_RATE,
                       **options) -> Schema:
-    """The AliCCP-like dataset of ``seed`` (see ``AliccpLikeGenerator`` and, for the options, ``write_synthetic``)."""
-    generator = AliccpLikeGenerator(seed, conflict, click_rate, conversion_rate)
+    """The AliCCP-like dataset of ``seed`` (see ``PlantedGenerator`` and, for the options, ``write_synthetic``)."""
+    generator = PlantedGenerator(ALICCP_LIKE, seed, conflict, (click_rate, conversion_rate))
     return write_synthetic(generator, out, rows, seed, **options)
 
 
@@ -488,17 +551,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m datasets.synthetic", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="generator", required=True)
     aliccp = commands.add_parser("aliccp_like", help="AliCCP-shaped click/conversion data with planted drivers")
-    aliccp.add_argument("--conflict", type=float, default=DEFAULT_CONFLICT,
-                        help="in [0, 1]: how the shared fields' conversion effects oppose their click effects "
-                             "(0 same direction, 0.5 unrelated, 1 opposite)")
     aliccp.add_argument("--click-rate", type=float, default=DEFAULT_CLICK_RATE, help="target click rate")
     aliccp.add_argument("--conversion-rate", type=float, default=DEFAULT_CONVERSION_RATE,
                         help="target conversion rate among clicks")
+    small = commands.add_parser("small_vocab", help="30 small-vocabulary fields, 7 numeric features, two independent binary tasks")
+    small.add_argument("--task-a-rate", type=float, default=DEFAULT_SMALL_VOCAB_RATES[0], help="target task_a positive rate")
+    small.add_argument("--task-b-rate", type=float, default=DEFAULT_SMALL_VOCAB_RATES[1], help="target task_b positive rate")
+    for command in (aliccp, small):
+        command.add_argument("--conflict", type=float, default=DEFAULT_CONFLICT,
+                             help="in [0, 1]: how the shared fields' effects on the second task oppose those on the first "
+                                  "(0 same direction, 0.5 unrelated, 1 opposite)")
     mmoe = commands.add_parser("mmoe", help="the MMoE paper's two regression tasks with controlled correlation")
     mmoe.add_argument("--correlation", type=float, required=True, help="P = cos(w1, w2), in [-1, 1]")
     mmoe.add_argument("--sparse-buckets", type=int, default=0,
                       help="also bucketize every input into this many equal-probability buckets as sparse fields")
-    for command in (aliccp, mmoe):
+    for command in (aliccp, small, mmoe):
         command.add_argument("--rows", type=int, required=True, help="total rows over train/valid/test")
         command.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
         command.add_argument("--seed", type=int, default=0)
@@ -509,9 +576,12 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     try:
-        generator = (AliccpLikeGenerator(args.seed, args.conflict, args.click_rate, args.conversion_rate)
-                     if args.generator == "aliccp_like"
-                     else MMoEGenerator(args.correlation, args.seed, sparse_buckets=args.sparse_buckets))
+        if args.generator == "aliccp_like":
+            generator = PlantedGenerator(ALICCP_LIKE, args.seed, args.conflict, (args.click_rate, args.conversion_rate))
+        elif args.generator == "small_vocab":
+            generator = PlantedGenerator(SMALL_VOCAB, args.seed, args.conflict, (args.task_a_rate, args.task_b_rate))
+        else:
+            generator = MMoEGenerator(args.correlation, args.seed, sparse_buckets=args.sparse_buckets)
         schema = write_synthetic(generator, args.out, args.rows, args.seed, args.valid_fraction, args.test_fraction,
                                  args.rows_per_file, args.row_group_rows, args.overwrite)
     except (FileExistsError, ValueError) as error:

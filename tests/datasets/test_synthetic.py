@@ -10,7 +10,7 @@ from scipy.special import expit
 from common.ranking import auc
 from datasets.parquet_reader import split_files
 from datasets.schema import Schema
-from datasets.synthetic import ADDITIVE_FIELDS, ALICCP_FIELDS, AliccpLikeGenerator, Rows, write_aliccp_like
+from datasets.synthetic import ADDITIVE_FIELDS, ALICCP_FIELDS, ALICCP_LIKE, SMALL_VOCAB, PlantedGenerator, Rows, write_aliccp_like
 from datasets.synthetic import main as synthetic_main
 
 CLICK_ADDITIVE = list(ADDITIVE_FIELDS["click"])
@@ -89,7 +89,7 @@ def test_schema_lists_every_driver_and_setting(tiny_aliccp):
 @pytest.mark.parametrize("conflict", [-0.1, 1.5])
 def test_conflict_outside_unit_interval_is_refused(conflict, tmp_path, capsys):
     with pytest.raises(ValueError, match="--conflict"):
-        AliccpLikeGenerator(0, conflict=conflict)
+        PlantedGenerator(ALICCP_LIKE, 0, conflict=conflict)
     with pytest.raises(SystemExit) as stopped:
         synthetic_main(["aliccp_like", "--rows", "300", "--conflict", str(conflict), "--out", str(tmp_path / "x")])
     assert stopped.value.code == 2 and "--conflict" in capsys.readouterr().err
@@ -97,7 +97,7 @@ def test_conflict_outside_unit_interval_is_refused(conflict, tmp_path, capsys):
 
 
 def test_conflict_flips_the_shared_fields_conversion_effects():
-    generators = {conflict: AliccpLikeGenerator(0, conflict=conflict) for conflict in (0.0, 0.5, 1.0)}
+    generators = {conflict: PlantedGenerator(ALICCP_LIKE, 0, conflict=conflict) for conflict in (0.0, 0.5, 1.0)}
     for name in generators[0.0].shared_fields:
         correlation = {conflict: np.corrcoef(g.planted_logits["click"].effects[name],
                                              g.planted_logits["conversion"].effects[name])[0, 1]
@@ -119,16 +119,16 @@ def test_exact_auc_counts_every_pair_with_ties_as_half():
     assert np.isnan(auc(scores, np.zeros(120)))
 
 
-def _generator_of(metadata: dict) -> AliccpLikeGenerator:
+def _generator_of(metadata: dict) -> PlantedGenerator:
     """The generator that wrote a dataset, rebuilt from its schema's metadata."""
-    settings = ("seed", "conflict", "click_rate", "conversion_rate")
-    return AliccpLikeGenerator(*(metadata[name] for name in settings))
+    return PlantedGenerator(ALICCP_LIKE, metadata["seed"], metadata["conflict"],
+                            (metadata["click_rate"], metadata["conversion_rate"]))
 
 
 def test_oracle_scores_are_calibrated_label_probabilities(aliccp_60k):
     generator = _generator_of(Schema.load(aliccp_60k).metadata)
     table = _read(aliccp_60k, "train")
-    oracle = generator.oracle_scores(generator.task_probabilities(Rows.from_table(table)))
+    oracle = generator.oracle_scores(generator.task_probabilities(Rows.from_table(table, ALICCP_LIKE)))
     for task in ("click", "conversion"):
         rate = table.column(task).to_numpy().mean()
         assert abs(oracle[task].mean() - rate) < 4 * np.sqrt(rate / table.num_rows), task  # ~4 standard errors
@@ -143,14 +143,14 @@ def test_oracle_auc_is_recorded_for_valid_and_test(aliccp_60k):
         assert recorded["avg"] == pytest.approx((recorded["click"] + recorded["conversion"]) / 2)
         # The oracle scores are recomputable from the written features and the recorded settings.
         table = _read(aliccp_60k, split)
-        oracle = generator.oracle_scores(generator.task_probabilities(Rows.from_table(table)))
+        oracle = generator.oracle_scores(generator.task_probabilities(Rows.from_table(table, ALICCP_LIKE)))
         for task in ("click", "conversion"):
             assert auc(oracle[task], table.column(task).to_numpy()) == pytest.approx(recorded[task], abs=1e-12)
 
 
 def test_interactions_have_no_main_effect():
     """The latent vectors are centred under the id distribution: no field's ids alone explain a pair's term."""
-    generator = AliccpLikeGenerator(0)
+    generator = PlantedGenerator(ALICCP_LIKE, 0)
     rows = generator.draw_rows(np.random.default_rng(9), 200_000)
     for task, logit in generator.planted_logits.items():
         interactions = logit.parts(rows).interactions  # [rows, num pairs]
@@ -186,7 +186,7 @@ def _fit_logistic(features: sparse.csr_matrix, labels: np.ndarray, penalized: in
     return minimize(loss_and_gradient, np.zeros(features.shape[1]), jac=True, method="L-BFGS-B").x
 
 
-def _click_features(generator: AliccpLikeGenerator, rows: Rows, planted: bool) -> sparse.csr_matrix:
+def _click_features(generator: PlantedGenerator, rows: Rows, planted: bool) -> sparse.csr_matrix:
     """One-hot click drivers + raw dense features; with ``planted`` also the click's interaction and nonlinear terms."""
     columns = [_one_hot(rows, CLICK_ADDITIVE), sparse.csr_matrix(rows.dense.astype(np.float64))]
     if planted:
@@ -198,10 +198,10 @@ def _click_features(generator: AliccpLikeGenerator, rows: Rows, planted: bool) -
 def test_labels_hold_interactions_and_nonlinearity_no_additive_model_captures():
     """A logistic regression on the click drivers' one-hot ids and the raw dense features falls clearly short of
     the oracle; given the planted interaction and nonlinear terms too, it weighs each about 1 and closes the gap."""
-    generator = AliccpLikeGenerator(0)
+    generator = PlantedGenerator(ALICCP_LIKE, 0)
     (fit_table, _), (eval_table, eval_oracle) = (generator.table_with_oracle(np.random.default_rng(seed), 60000)
                                                  for seed in (1, 2))
-    fit_rows, eval_rows = Rows.from_table(fit_table), Rows.from_table(eval_table)
+    fit_rows, eval_rows = Rows.from_table(fit_table, ALICCP_LIKE), Rows.from_table(eval_table, ALICCP_LIKE)
     labels, eval_labels = fit_table.column("click").to_numpy(), eval_table.column("click").to_numpy()
     oracle = auc(eval_oracle["click"], eval_labels)
     fitted = {}
@@ -223,3 +223,28 @@ def test_cli_refuses_to_overwrite(tmp_path, capsys):
     assert stopped.value.code == 2
     assert "--overwrite" in capsys.readouterr().err
     assert _read(out, "train").equals(before)
+
+
+def test_small_vocab_layout_has_independent_tasks_at_their_rates_and_records_its_oracle(tmp_path):
+    synthetic_main(["small_vocab", "--rows", "40000", "--task-a-rate", "0.06", "--task-b-rate", "0.43",
+                    "--out", str(tmp_path / "sv")])
+    schema = Schema.load(tmp_path / "sv")
+    assert len(schema.sparse) == 30 and len(schema.dense) == 7 and schema.task_names == ["task_a", "task_b"]
+    assert all(2 <= f.cardinality <= 50 and not f.multi_hot for f in schema.sparse)
+    table = _read(tmp_path / "sv", "train")
+    a, b = table.column("task_a").to_numpy(), table.column("task_b").to_numpy()
+    assert abs(a.mean() - 0.06) < 0.01 and abs(b.mean() - 0.43) < 0.02, (a.mean(), b.mean())
+    # Not chained: task_b is as frequent where task_a is negative as the model says, not zero.
+    assert b[a == 0].mean() > 0.3
+    planted = schema.metadata["planted"]
+    assert set(planted["task_a"]["sparse"]) & set(planted["task_b"]["sparse"]) == {"c01", "c02"}
+    assert len(planted["noise"]["sparse"]) == 17 and planted["noise"]["dense"] == ["d4", "d5", "d6"]
+    # The recorded oracle AUC is recomputable from the features and the recorded settings.
+    metadata = schema.metadata
+    generator = PlantedGenerator(SMALL_VOCAB, metadata["seed"], metadata["conflict"],
+                                 (metadata["task_a_rate"], metadata["task_b_rate"]))
+    test = _read(tmp_path / "sv", "test")
+    oracle = generator.oracle_scores(generator.task_probabilities(Rows.from_table(test, SMALL_VOCAB)))
+    for task in ("task_a", "task_b"):
+        assert auc(oracle[task], test.column(task).to_numpy()) == pytest.approx(metadata["oracle_auc"]["test"][task], abs=1e-12)
+        assert metadata["oracle_auc"]["test"][task] > 0.75
