@@ -147,12 +147,13 @@ class PlantedLayout:
     nonlinear: dict[str, NonlinearTerm]
     effect_stds: dict[str, float]
     chained: bool
+    default_rates: tuple[float, float]  # target positive rates (chained: the second among the first's positives)
     group_column: str | None = None
 
 
 ALICCP_LIKE = PlantedLayout(
     "aliccp_like", ALICCP_FIELDS, DENSE_FEATURES, TASKS, ADDITIVE_FIELDS, ADDITIVE_DENSE, INTERACTIONS, NONLINEAR,
-    EFFECT_STDS, chained=True, group_column="101",
+    EFFECT_STDS, chained=True, default_rates=(DEFAULT_CLICK_RATE, DEFAULT_CONVERSION_RATE), group_column="101",
 )
 SMALL_VOCAB = PlantedLayout(
     "small_vocab",
@@ -167,8 +168,8 @@ SMALL_VOCAB = PlantedLayout(
                "task_b": NonlinearTerm("d3", "|d3|", _standardized_abs)},
     effect_stds={"task_a": EFFECT_STD, "task_b": EFFECT_STD},
     chained=False,
+    default_rates=(0.06, 0.43),
 )
-DEFAULT_SMALL_VOCAB_RATES = (0.06, 0.43)
 
 
 def _draw_ids(rng: np.random.Generator, field: FieldSpec, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -304,11 +305,13 @@ class PlantedGenerator:
 
     ``conflict`` in [0, 1] sets how the shared fields' effects on the second task relate to their
     effects on the first (correlation ``1 - 2 * conflict``); ``rates`` are the target positive rates
-    of the two tasks (for a chained layout, the second one among the first task's positives).
+    of the two tasks (for a chained layout, the second one among the first task's positives;
+    default: the layout's ``default_rates``).
     """
 
     def __init__(self, layout: PlantedLayout, seed: int, conflict: float = DEFAULT_CONFLICT,
-                 rates: tuple[float, float] = (DEFAULT_CLICK_RATE, DEFAULT_CONVERSION_RATE)) -> None:
+                 rates: tuple[float, float] | None = None) -> None:
+        rates = layout.default_rates if rates is None else rates
         if not 0 <= conflict <= 1:
             raise ValueError(f"--conflict must be in [0, 1] (0: shared fields push both tasks the same way, "
                              f"1: opposite ways), got {conflict}")
@@ -555,8 +558,8 @@ def main(argv: list[str] | None = None) -> None:
     aliccp.add_argument("--conversion-rate", type=float, default=DEFAULT_CONVERSION_RATE,
                         help="target conversion rate among clicks")
     small = commands.add_parser("small_vocab", help="30 small-vocabulary fields, 7 numeric features, two independent binary tasks")
-    small.add_argument("--task-a-rate", type=float, default=DEFAULT_SMALL_VOCAB_RATES[0], help="target task_a positive rate")
-    small.add_argument("--task-b-rate", type=float, default=DEFAULT_SMALL_VOCAB_RATES[1], help="target task_b positive rate")
+    small.add_argument("--task-a-rate", type=float, default=SMALL_VOCAB.default_rates[0], help="target task_a positive rate")
+    small.add_argument("--task-b-rate", type=float, default=SMALL_VOCAB.default_rates[1], help="target task_b positive rate")
     for command in (aliccp, small):
         command.add_argument("--conflict", type=float, default=DEFAULT_CONFLICT,
                              help="in [0, 1]: how the shared fields' effects on the second task oppose those on the first "

@@ -118,4 +118,4 @@ def undecided_count(supernet: DesanSupernet, kinds: Sequence[Kind] = KINDS) -> i
 
 def is_discretized(supernet: DesanSupernet) -> bool:
     """True once every block, feature and connection is decided: the supernet is a regular network."""
-    return bool(supernet.block_decided.all() and supernet.feature_decided.all() and supernet.connection_decided.all())
+    return undecided_count(supernet) == 0
