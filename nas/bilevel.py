@@ -10,12 +10,15 @@ number of steps on every rank.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from typing import Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from datasets.batch import Batch
 from datasets.parquet_reader import BatchReader
@@ -55,8 +58,9 @@ class BiLevelPipeline(StepPipeline):
     optimizer is active) an alpha/beta step on the next architecture batch with the tables frozen.
 
     ``optimizer`` steps the weights (dense and fused embedding optimizers); ``architecture_optimizer``
-    only alpha and beta. The architecture step's gradients of w are discarded: the next weight step
-    zeroes them before its backward (first-order DARTS).
+    only alpha and beta. The architecture step differentiates the loss with respect to alpha and beta
+    alone (first-order DARTS): no weight gradient is computed or synchronized, and the ranks average
+    the architecture gradients themselves, as DDP would.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, architecture_optimizer, multitask: MultiTaskModel,
@@ -65,6 +69,7 @@ class BiLevelPipeline(StepPipeline):
         self.architecture_optimizer = architecture_optimizer
         self.multitask = multitask
         self.architecture_batches = architecture_batches
+        self.architecture_parameters = list(multitask.dense_arch.architecture_parameters())
 
     def progress(self, batches: Iterator[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         output = super().progress(batches)
@@ -74,11 +79,27 @@ class BiLevelPipeline(StepPipeline):
 
     def architecture_step(self) -> None:
         batch = next(self.architecture_batches).to(self.device, non_blocking=True)
-        self.architecture_optimizer.zero_grad()
         self.multitask.freeze_embeddings = True
         try:
-            loss, _ = self.model(batch)
-            loss.backward()
+            with without_gradient_sync(self.model):
+                loss, _ = self.model(batch)
+                gradients = torch.autograd.grad(loss, self.architecture_parameters, materialize_grads=True)
         finally:
             self.multitask.freeze_embeddings = False
+        world_size = dist.get_world_size() if dist.is_initialized() else 1
+        for parameter, gradient in zip(self.architecture_parameters, gradients):
+            if world_size > 1:
+                dist.all_reduce(gradient)
+                gradient /= world_size
+            parameter.grad = gradient
         self.architecture_optimizer.step()
+
+
+@contextlib.contextmanager
+def without_gradient_sync(model: nn.Module) -> Iterator[None]:
+    """Every DDP module inside ``model`` skips its gradient reduction (``no_sync``) within the block."""
+    with contextlib.ExitStack() as stack:
+        for module in model.modules():
+            if isinstance(module, DistributedDataParallel):
+                stack.enter_context(module.no_sync())
+        yield

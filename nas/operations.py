@@ -29,6 +29,25 @@ class BatchedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.bias, x, self.weight)
 
+    def forward_masked(self, shared: torch.Tensor, mask: torch.Tensor, tail: torch.Tensor | None = None) -> torch.Tensor:
+        """Every expert's map of its own masked copy of one input: ``[n, B, out]``.
+
+        Expert i reads ``cat(shared * mask[i], tail[i])``: ``shared`` ``[B, F]`` is common to all,
+        ``mask`` ``[n, 1 or B, F]`` and ``tail`` ``[n, B, F2]`` (or None) are per expert. A mask shared by
+        the batch is folded into the weights, so the masked ``[n, B, F]`` copies are never built: one
+        ``[B, F] x [F, n * out]`` matmul instead of n masked copies and a batched matmul.
+        """
+        n, features, out = self.weight.shape[0], shared.shape[1], self.weight.shape[2]
+        head = self.weight[:, :features]
+        if mask.shape[1] == 1:
+            folded = (head * mask.transpose(1, 2)).transpose(0, 1).reshape(features, n * out)
+            result = (shared @ folded).view(-1, n, out).transpose(0, 1) + self.bias
+        else:
+            result = torch.baddbmm(self.bias, shared.unsqueeze(0) * mask, head)
+        if tail is not None:
+            result = torch.baddbmm(result, tail, self.weight[:, features:])
+        return result
+
     def expert(self, index: int) -> nn.Linear:
         """Expert ``index``'s map as a plain ``nn.Linear`` holding a copy of its weights."""
         linear = nn.Linear(self.weight.shape[1], self.weight.shape[2])

@@ -36,7 +36,9 @@ def bi_interaction(embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     ``sum_{i<j} <e_i, e_j>`` over the selected fields. We keep the E-dim vector rather than its sum so
     the expert or gate can weigh the interaction per dimension.
     """
-    mask = mask.expand(-1, embeddings.shape[0], -1)
-    summed = torch.einsum("cbs,bse->cbe", mask, embeddings)
-    squared = torch.einsum("cbs,bse->cbe", mask, embeddings * embeddings)
+    # A mask shared by the batch makes each sum one [C, S] x [S, B * E] matmul.
+    equation = "cs,bse->cbe" if mask.shape[1] == 1 else "cbs,bse->cbe"
+    mask = mask[:, 0] if mask.shape[1] == 1 else mask
+    summed = torch.einsum(equation, mask, embeddings)
+    squared = torch.einsum(equation, mask, embeddings * embeddings)
     return 0.5 * (summed * summed - squared)

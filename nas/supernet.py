@@ -61,12 +61,11 @@ class ExpertLayer(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, block_weights: torch.Tensor, auxiliary_skip: float = 0.0) -> torch.Tensor:
-        """``x`` ``[n, B, in]``, ``block_weights`` ``[n, K, M]`` -> ``[n, B, width]``.
+        """``x`` ``[n, B, width]``, ``block_weights`` ``[n, K, M]`` -> ``[n, B, width]``.
 
+        Layer 1's ``projection`` is applied by the supernet, which folds the feature masks into it.
         ``auxiliary_skip`` > 0 adds ``auxiliary_skip * x`` around every block (DARTS-).
         """
-        if self.projection is not None:
-            x = self.projection(x)
         for k, block in enumerate(self.blocks):
             out = block(x, block_weights[:, k])
             x = out + auxiliary_skip * x if auxiliary_skip else out
@@ -153,33 +152,37 @@ class DesanSupernet(nn.Module):
         """Keep-mask ``[G, B or 1, n]`` of every gate's lower-layer experts (sampled in training)."""
         return self._selection_mask(self.connection_beta, self.connection_decided, self.connection_kept, batch_size)
 
-    def consumer_inputs(self, embeddings: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Inputs ``[C, B, input_features]``: kept embeddings, kept dense features, FM vector of kept fields.
+    def consumer_projections(self, embeddings: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer-1 expert inputs ``[n, B, width]`` and gate logits ``[G, B, n]`` from the consumers' selected features.
 
-        ``mask`` is ``[C, B or 1, S + D]``.
+        Consumer c reads its kept embeddings, its kept dense features and the FM vector of its kept
+        fields; ``mask`` is ``[C, B or 1, S + D]``.
         """
-        S, E = len(self.sparse_names), self.config.embedding_dim
+        S, E, n = len(self.sparse_names), self.config.embedding_dim, self.config.num_experts
         sparse_mask, dense_mask = mask[..., :S], mask[..., S:]
-        parts = [dense.unsqueeze(0) * dense_mask]  # [C, B, D]
+        shared, column_mask, tail = dense, dense_mask, None
         if S:
-            kept = embeddings.flatten(1).unsqueeze(0) * sparse_mask.repeat_interleave(E, dim=2)
-            parts = [kept] + parts + [bi_interaction(embeddings, sparse_mask)]
-        return torch.cat(parts, dim=2)
+            shared = torch.cat([embeddings.flatten(1), dense], dim=1)
+            column_mask = torch.cat([sparse_mask.repeat_interleave(E, dim=2), dense_mask], dim=2)
+            tail = bi_interaction(embeddings, sparse_mask)
+        experts = self.layers[0].projection.forward_masked(shared, column_mask[:n], tail[:n] if S else None)
+        gates = self.gates.forward_masked(shared, column_mask[n:], tail[n:] if S else None)
+        return experts, gates
 
-    def gate_weights(self, gate_inputs: torch.Tensor, connection_mask: torch.Tensor) -> torch.Tensor:
+    def gate_weights(self, gate_logits: torch.Tensor, connection_mask: torch.Tensor) -> torch.Tensor:
         """Mixing weights ``[G, B, n]`` of every gate over its lower-layer experts (``connection_mask`` ``[G, B or 1, n]``)."""
-        probabilities = self.gates(gate_inputs).softmax(dim=-1) * connection_mask
+        probabilities = gate_logits.softmax(dim=-1) * connection_mask
         if self.config.gate_normalization == "selected":
             probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         return probabilities
 
     def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         n, batch_size = self.config.num_experts, dense.shape[0]
-        inputs = self.consumer_inputs(embeddings, dense, self.feature_mask(batch_size))
-        gates = self.gate_weights(inputs[n:], self.connection_mask(batch_size))  # [G, B, n]
+        projected, gate_logits = self.consumer_projections(embeddings, dense, self.feature_mask(batch_size))
+        gates = self.gate_weights(gate_logits, self.connection_mask(batch_size))  # [G, B, n]
         block_weights = self.training_block_weights() if self.training else self.block_weights()
         skip = self.auxiliary_skip
-        hidden = self.layers[0](inputs[:n], block_weights[0], skip)  # [n, B, width]
+        hidden = self.layers[0](projected, block_weights[0], skip)  # [n, B, width]
         for layer in range(1, len(self.layers)):
             mixed = torch.einsum("jbi,ibw->jbw", gates[(layer - 1) * n : layer * n], hidden)
             hidden = self.layers[layer](mixed, block_weights[layer], skip)

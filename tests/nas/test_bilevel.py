@@ -37,6 +37,7 @@ def _steps(rank: int, overrides: list[str], run_dir: str) -> dict:
             "tables_trained": any(not torch.equal(after_architecture[k], v) for k, v in _tables(search).items()),
             "architecture_moved": architecture_moved,
             "weights_kept": weights_kept,
+            "architecture": [p.detach().clone() for p in search.supernet.architecture_parameters()],
             "rows": search.readers["train"].split.num_rows,
         }
     finally:
@@ -44,11 +45,14 @@ def _steps(rank: int, overrides: list[str], run_dir: str) -> dict:
 
 
 @pytest.mark.distributed
-def test_architecture_steps_leave_the_tables_and_weights_alone_on_two_ranks(tiny_aliccp, tmp_path):
+def test_architecture_steps_leave_the_tables_and_weights_alone_and_keep_two_ranks_in_step(tiny_aliccp, tmp_path):
     overrides = [f"dataset.path={tiny_aliccp}", "search.optimization=bi_level",
                  "trainer.sharding_type=table_wise"] + TINY
     results = run_on_ranks(_steps, 2, tmp_path / "out", overrides, str(tmp_path / "run"))
     for result in results:
         assert result["tables_kept"] and result["weights_kept"] and result["architecture_moved"]
         assert result["tables_trained"]  # a weight step on a training batch does update them
+    # Each rank steps alpha/beta on its own architecture batch, with the gradients averaged: in step.
+    for first, second in zip(results[0]["architecture"], results[1]["architecture"]):
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
     assert results[0]["rows"] == 2400 - 600  # 3,000 rows: 2,400 train, a quarter held out

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from nas.operations import BatchedLinear
 from nas.selection import bi_interaction, selection_mask
 from tests.nas.helpers import small_supernet
 
@@ -94,10 +95,34 @@ def test_gate_weights_of_kept_experts(normalization):
         net.connection_kept.fill_(True)
         net.connection_kept[:, 0] = False
     embeddings, dense = _inputs()
-    inputs = net.consumer_inputs(embeddings, dense, net.feature_mask(5))
-    weights = net.gate_weights(inputs[net.config.num_experts:], net.connection_mask(5))
+    _, gate_logits = net.consumer_projections(embeddings, dense, net.feature_mask(5))
+    weights = net.gate_weights(gate_logits, net.connection_mask(5))
     assert torch.all(weights[..., 0] == 0)
     if normalization == "selected":
         torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
     else:
         assert torch.all(weights.sum(-1) < 1)
+
+
+@pytest.mark.parametrize("mask_rows", [1, 5])
+def test_masked_projection_equals_projecting_each_masked_copy(mask_rows):
+    """Folding a batch-shared mask into the weights (or masking per example) computes expert i's
+    ``Linear(cat(shared * mask[i], tail[i]))``, values and gradients alike."""
+    g = torch.Generator().manual_seed(1)
+    linear = BatchedLinear(3, 6 + 2, 4)
+    shared = torch.randn(5, 6, generator=g, requires_grad=True)
+    tail = torch.randn(3, 5, 2, generator=g)
+    mask = torch.bernoulli(torch.full((3, mask_rows, 6), 0.5), generator=g).requires_grad_()
+    explicit = linear(torch.cat([shared.unsqueeze(0) * mask, tail], dim=2))
+    folded = linear.forward_masked(shared, mask, tail)
+    torch.testing.assert_close(folded, explicit)
+    upstream = torch.randn(3, 5, 4, generator=g)
+    expected = torch.autograd.grad(explicit, (shared, mask, linear.weight), upstream)
+    for got, want in zip(torch.autograd.grad(folded, (shared, mask, linear.weight), upstream), expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_bi_interaction_of_a_batch_shared_mask_equals_the_per_example_form():
+    embeddings, _ = _inputs(rows=4)
+    mask = torch.tensor([[[1.0, 0.0, 1.0]], [[0.0, 1.0, 1.0]]])
+    torch.testing.assert_close(bi_interaction(embeddings, mask), bi_interaction(embeddings, mask.expand(-1, 4, -1)))
