@@ -27,22 +27,27 @@ from pipelines.config import ConfigError
 from pipelines.train_pipeline import StepPipeline
 
 
-def hold_out_architecture_rows(train: BatchReader, fraction: float, seed: int) -> tuple[BatchReader, BatchReader]:
+def hold_out_architecture_rows(train: BatchReader, fraction: float, seed: int,
+                               batch_size: int = 0) -> tuple[BatchReader, BatchReader]:
     """``(training reader, architecture reader)``: a contiguous slice of ``fraction`` of the training rows,
-    at an offset fixed by ``seed``, goes to the architecture reader; the rest stays for training."""
+    at an offset fixed by ``seed``, goes to the architecture reader (batches of ``batch_size`` rows per
+    rank; 0: the training batch size); the rest stays for training."""
     split = train.split
     held = round(fraction * split.num_rows)
     start = int(np.random.default_rng([seed, 7]).integers(0, split.num_rows - held + 1))
 
-    def reader(part) -> BatchReader:
-        return BatchReader(part, train.batch_size, train.rank, train.world_size, training=True,
+    def reader(part, rows: int) -> BatchReader:
+        return BatchReader(part, rows, train.rank, train.world_size, training=True,
                            shuffle_buffer=train.shuffle_buffer, seed=train.seed)
 
-    weights, architecture = reader(split.without_rows(start, start + held)), reader(split.rows(start, start + held))
+    architecture_batch = batch_size or train.batch_size
+    weights = reader(split.without_rows(start, start + held), train.batch_size)
+    architecture = reader(split.rows(start, start + held), architecture_batch)
     if len(architecture) == 0 or len(weights) == 0:
         raise ConfigError(
             f"search.architecture_fraction={fraction} leaves {held} of {split.num_rows} training rows for architecture "
-            f"steps: each part needs at least one batch of {train.batch_size} rows per rank on {train.world_size} rank(s)"
+            f"steps: the training part needs at least one batch of {train.batch_size} rows and the architecture part "
+            f"one of {architecture_batch} rows per rank on {train.world_size} rank(s)"
         )
     return weights, architecture
 

@@ -83,7 +83,7 @@ class ArchitectureSearch:
         weight_optimizers = [self.model.fused_optimizer, adam(weights, trainer.dense_lr, trainer.dense_weight_decay)]
         if config.search.optimization == "bi_level":
             self.readers["train"], architecture_reader = hold_out_architecture_rows(
-                self.readers["train"], config.search.architecture_fraction, config.seed)
+                self.readers["train"], config.search.architecture_fraction, config.seed, config.search.architecture_batch_size)
             self.pipeline = BiLevelPipeline(self.model, CombinedOptimizer(weight_optimizers), self.architecture_optimizer,
                                             self.model.module.model, endless(architecture_reader), self.ctx.device)
         else:  # single-level (eq. 6): w, alpha and beta step on the same training batches

@@ -33,7 +33,9 @@ class SearchConfig:
     ``optimization``: ``single_level`` (eq. 6: w, alpha, beta step on the same training batches) or
     ``bi_level`` (first-order DARTS, "Bi.Opt": alpha and beta step on batches of a seeded slice of
     ``architecture_fraction`` of the training rows, held out from the weights' steps, with the
-    embedding tables frozen; see ``nas/bilevel.py``).
+    embedding tables frozen; see ``nas/bilevel.py``). ``architecture_batch_size`` sets those batches'
+    rows per rank (0: ``trainer.batch_size``); alpha and beta are few, so a smaller batch than the
+    weights' steps costs little precision and saves most of an architecture step's time.
     ``relaxation``: ``softmax`` (DARTS) or ``gumbel`` (SNAS: Gumbel-softmax samples of alpha in
     training, temperature annealed linearly from ``gumbel_temperature`` to ``gumbel_final_temperature``).
     ``auxiliary_skip``: DARTS-'s remedy for the collapse onto skip/cheap ops: an extra skip
@@ -54,6 +56,7 @@ class SearchConfig:
     arch_weight_decay: float = 0.0
     optimization: str = "bi_level"
     architecture_fraction: float = 0.1
+    architecture_batch_size: int = 0  # rows per rank of an architecture batch; 0: trainer.batch_size
     relaxation: str = "softmax"
     gumbel_temperature: float = 1.0
     gumbel_final_temperature: float = 0.1
@@ -63,7 +66,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"search.epochs must be >= 1, got {self.epochs}")
-        for key in ("warmup_weights_epochs", "warmup_joint_epochs", "decisions_per_epoch"):
+        for key in ("warmup_weights_epochs", "warmup_joint_epochs", "decisions_per_epoch", "architecture_batch_size"):
             if getattr(self, key) < 0:
                 raise ValueError(f"search.{key} must be >= 0, got {getattr(self, key)}")
         for key, allowed in (("block_discretization", DISCRETIZATIONS), ("selection_discretization", DISCRETIZATIONS),

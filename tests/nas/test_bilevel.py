@@ -39,6 +39,7 @@ def _steps(rank: int, overrides: list[str], run_dir: str) -> dict:
             "weights_kept": weights_kept,
             "architecture": [p.detach().clone() for p in search.supernet.architecture_parameters()],
             "rows": search.readers["train"].split.num_rows,
+            "architecture_batch_rows": next(search.pipeline.architecture_batches).labels.shape[0],
         }
     finally:
         destroy_distributed()
@@ -47,7 +48,7 @@ def _steps(rank: int, overrides: list[str], run_dir: str) -> dict:
 @pytest.mark.distributed
 def test_architecture_steps_leave_the_tables_and_weights_alone_and_keep_two_ranks_in_step(tiny_aliccp, tmp_path):
     overrides = [f"dataset.path={tiny_aliccp}", "search.optimization=bi_level",
-                 "trainer.sharding_type=table_wise"] + TINY
+                 "trainer.sharding_type=table_wise"] + TINY + ["search.architecture_batch_size=48"]
     results = run_on_ranks(_steps, 2, tmp_path / "out", overrides, str(tmp_path / "run"))
     for result in results:
         assert result["tables_kept"] and result["weights_kept"] and result["architecture_moved"]
@@ -55,4 +56,5 @@ def test_architecture_steps_leave_the_tables_and_weights_alone_and_keep_two_rank
     # Each rank steps alpha/beta on its own architecture batch, with the gradients averaged: in step.
     for first, second in zip(results[0]["architecture"], results[1]["architecture"]):
         torch.testing.assert_close(first, second, rtol=0, atol=0)
-    assert results[0]["rows"] == 2400 - 600  # 3,000 rows: 2,400 train, a quarter held out
+    assert results[0]["rows"] == 2400 - 600
+    assert [r["architecture_batch_rows"] for r in results] == [48, 48]  # per rank, not the training batch  # 3,000 rows: 2,400 train, a quarter held out
