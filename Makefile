@@ -51,7 +51,7 @@ search: data
 		search_space=small search=fast trainer=fast
 	$(PY) -m pipelines.train dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-search-mmoe overwrite=true \
 		model=mmoe trainer=fast
-	$(PY) -m pipelines.compare_runs runs/make-search runs/make-search-mmoe
+	$(PY) -m experiments.compare_runs runs/make-search runs/make-search-mmoe
 
 # Trains MMoE on the embedded synthetic data; results in runs/make-train (replaced on each `make train`).
 train: data
@@ -59,16 +59,16 @@ train: data
 
 # Every model x 5 seeds on the embedded synthetic data (about 45-70 minutes on 2 cores): runs/compare/results.md
 compare: data
-	$(PY) -m pipelines.compare dataset.path=$(SYNTHETIC_DIR) out_dir=runs/compare overwrite=true
+	$(PY) -m experiments.compare dataset.path=$(SYNTHETIC_DIR) out_dir=runs/compare overwrite=true
 
 # Paper 001's ablations (conf/ablation.yaml: variants x 3 seeds) on the embedded synthetic data:
 # runs/ablation/results.md; finished cells are kept, so a second run only fills in what is missing.
 ablation: data
-	$(PY) -m pipelines.ablation dataset.path=$(SYNTHETIC_DIR) out_dir=runs/ablation
+	$(PY) -m experiments.ablation dataset.path=$(SYNTHETIC_DIR) out_dir=runs/ablation
 
 # Paper 001's Table 5 protocol on the MMoE-paper regression data: runs/synthetic-study/study.md
 synthetic-study: install
-	$(PY) -m pipelines.synthetic_study --out runs/synthetic-study --overwrite
+	$(PY) -m experiments.synthetic_study --out runs/synthetic-study --overwrite
 
 test: install
 	$(PY) -m pytest

@@ -1,7 +1,7 @@
 """The derived multi-task network: a plain dense arch built from ``architecture.json``.
 
 It holds only what the architecture uses (experts that feed no gate are pruned, each block keeps
-one op), so it trains like any other dense arch, e.g. ``model=automtl`` in ``pipelines.train``, and
+one op), so it trains like any other dense arch, e.g. ``model=automtl`` in ``nas.train``, and
 plugs into other TorchRec training code as an ordinary ``nn.Module``:
 ``forward(embeddings [B, S, E], dense [B, D]) -> logits [B, T]``.
 ``derive_from_supernet`` builds it with the supernet's weights, for fine-tuning without retraining.
@@ -198,7 +198,7 @@ def _copy_gate(gate: DerivedGate, supernet: DesanSupernet, row: int, sizes: tupl
 
 @dataclass
 class AutoMTLConfig(ModelConfig):
-    """``model=automtl``: the derived network of an architecture.json, trained by ``pipelines.train``."""
+    """``model=automtl``: the derived network of an architecture.json, trained by ``nas.train``."""
 
     architecture: str = "???"
 

@@ -5,7 +5,7 @@ kept with probability 0.5; the keep-one rule of the search still applies (a row 
 keeps its strongest, here random, item). Train it from scratch like any architecture:
 
     python -m nas.random_architecture --dataset data/synthetic_aliccp --search-space small --seed 1 --out runs/random1.json
-    python -m pipelines.train model=automtl model.architecture=runs/random1.json
+    python -m nas.train model=automtl model.architecture=runs/random1.json
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ from typing import Any, Optional, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import modules  # noqa: F401  (registers the hand-designed models)
-import nas.derived  # noqa: F401  (registers model=automtl)
+import modules  # noqa: F401  (registers the hand-designed models; model=automtl registers from nas, see nas/train.py)
 from modules.registry import ModelConfig, model_entry
 
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam")
@@ -112,7 +111,8 @@ def typed_model(node: Any) -> ModelConfig:
     try:
         entry = model_entry(node.name)
     except KeyError as error:
-        raise ConfigError(f"model.name: {error.args[0]}") from None
+        hint = "; model=automtl is trained by `python -m nas.train`" if node.name == "automtl" else ""
+        raise ConfigError(f"model.name: {error.args[0]}{hint}") from None
     return typed_group(node, entry.config_class, "model")
 
 

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from omegaconf import OmegaConf
 
 from datasets.schema import Schema
 from modules.multitask import build_multitask_model
+import nas.derived  # noqa: F401  (registers model=automtl, as nas/train.py does)
 from nas.architecture import Architecture
 from nas.discretization import apply_decisions, is_discretized, next_decisions
 from nas.search_config import parse_nas_config
@@ -118,3 +120,15 @@ def test_cli_rejects_unknown_key(entry, override, tmp_path):
     assert result.returncode != 0
     assert "epochz" in result.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_the_searched_model_trains_from_nas_train_and_pipelines_train_points_there(tiny_aliccp, tiny_architecture, tmp_path):
+    overrides = [f"dataset.path={tiny_aliccp}", "model=automtl", f"model.architecture={tiny_architecture}", "trainer=smoke"]
+    refused = subprocess.run([sys.executable, "-m", "pipelines.train", *overrides, f"run_dir={tmp_path / 'plain'}"],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "python -m nas.train" in refused.stderr
+    trained = subprocess.run([sys.executable, "-m", "nas.train", *overrides, f"run_dir={tmp_path / 'run'}"],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"] == "automtl"

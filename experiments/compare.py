@@ -1,4 +1,4 @@
-"""Compare models fairly: ``python pipelines/compare.py [overrides]`` (or ``python -m pipelines.compare``).
+"""Compare models fairly: ``python experiments/compare.py [overrides]`` (or ``python -m experiments.compare``).
 
 Every model in ``models`` is trained with every seed in ``seeds`` on one dataset with the same
 trainer settings; checkpoints are selected on validation only and the test split is evaluated once
@@ -29,7 +29,7 @@ from nas.random_architecture import sample_architecture
 from nas.search_and_finetune import run_search
 from nas.search_config import NasConfig, SearchConfig
 from nas.search_space import SearchSpaceConfig
-from pipelines.compare_runs import oracle_share, oracle_test_auc
+from experiments.compare_runs import oracle_share, oracle_test_auc
 from pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, check_top_level, typed_group, typed_model
 from pipelines.hydra_launch import quiet_hydra_on_other_ranks
 from pipelines.trainer import run_training

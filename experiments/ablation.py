@@ -1,4 +1,4 @@
-"""Paper 001's ablations (Table 4) as one table: ``python -m pipelines.ablation [overrides]`` (``make ablation``).
+"""Paper 001's ablations (Table 4) as one table: ``python -m experiments.ablation [overrides]`` (``make ablation``).
 
 Each variant of ``conf/ablation.yaml`` is a list of overrides of the search config (``search.*``,
 ``search_space.*``); every variant x seed runs the whole search + fine-tune on one dataset with the
@@ -26,7 +26,7 @@ from common.atomic_files import atomic_write_csv, atomic_write_json, atomic_writ
 from nas.architecture import Architecture
 from nas.search_and_finetune import run_search
 from nas.search_config import NasConfig, parse_nas_config
-from pipelines.compare import mean_std_cells
+from experiments.compare import mean_std_cells
 from pipelines.config import ConfigError, check_top_level
 from pipelines.hydra_launch import quiet_hydra_on_other_ranks
 

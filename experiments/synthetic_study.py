@@ -1,8 +1,8 @@
-"""Paper 001's synthetic-data study (Table 5): ``python -m pipelines.synthetic_study`` (``make synthetic-study``).
+"""Paper 001's synthetic-data study (Table 5): ``python -m experiments.synthetic_study`` (``make synthetic-study``).
 
 For task correlation P in 0, 0.5, 0.9 it writes the MMoE-paper regression data
 (``datasets/mmoe_synthetic.py``: 100 dense inputs, two regression tasks), then runs the comparison
-(``pipelines/compare.py``) of Shared-Bottom, MMoE, PLE and AutoMTL over the seeds, and writes
+(``experiments/compare.py``) of Shared-Bottom, MMoE, PLE and AutoMTL over the seeds, and writes
 ``study.md``: test MSE (mean +- std over seeds, averaged over the two tasks) next to the paper's
 figures. The paper gives no dataset size, seeds or budget; ours are the options below, recorded in
 ``study.md``.
@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from common.atomic_files import atomic_write_text
 from datasets.mmoe_synthetic import MMoEGenerator
 from datasets.synthetic import write_synthetic
-from pipelines.compare import CONF, parse_compare_config, run_comparison
+from experiments.compare import CONF, parse_compare_config, run_comparison
 
 CORRELATIONS = (0.0, 0.5, 0.9)
 MODELS = ("shared_bottom", "mmoe", "ple", "automtl")
@@ -46,7 +46,7 @@ def study_table(results: dict[float, list[dict]], options: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.synthetic_study", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.synthetic_study", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=60_000, help="rows per correlation (80/10/10 split)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/synthetic-study"))

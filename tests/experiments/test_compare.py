@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from scipy.stats import ttest_rel
 
-from pipelines.compare import CompareConfig, parse_compare_config, run_comparison
+from experiments.compare import CompareConfig, parse_compare_config, run_comparison
 from pipelines.config import ConfigError
 from tests.distributed.spawn import run_on_ranks
 

@@ -7,10 +7,10 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from pipelines.ablation import run_ablation
+from experiments.ablation import run_ablation
 from pipelines.config import ConfigError
 from tests.distributed.spawn import run_on_ranks
-from tests.pipelines.test_compare import TINY
+from tests.experiments.test_compare import TINY
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -25,7 +25,7 @@ def _ablation(rank: int, cfg) -> list[dict]:
 
 
 def test_every_shipped_variant_composes_into_a_valid_search_config(tmp_path):
-    from pipelines.ablation import variant_config
+    from experiments.ablation import variant_config
 
     cfg = _cfg([])
     for variant in cfg.variants:

@@ -1,4 +1,4 @@
-"""Side-by-side test metrics of finished runs: ``python -m pipelines.compare_runs RUN_DIR [RUN_DIR ...]``."""
+"""Side-by-side test metrics of finished runs: ``python -m experiments.compare_runs RUN_DIR [RUN_DIR ...]``."""
 
 from __future__ import annotations
 
