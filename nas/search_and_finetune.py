@@ -64,12 +64,13 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
     search = ArchitectureSearch(config, run_dir)
     try:
         search.setup()
-        if search.ctx.is_main:
+        if search.trainer.ctx.is_main:
             write_resolved_config(run_dir, config)
         architecture = search.search()
-        derived = derive_from_supernet(search.supernet, search.schema.fingerprint())
+        schema = search.trainer.schema
+        derived = derive_from_supernet(search.supernet, schema.fingerprint())
         inherit = config.search.finetune == "inherit"
-        trainer = Trainer(finetune_config(config, run_dir), run_dir / "finetune")
+        trainer = Trainer.for_model(finetune_config(config, run_dir), run_dir / "finetune")
         trainer.setup(initialize=warm_start(run_dir / "supernet", derived.state_dict()) if inherit else None)
         finetune_started = time.perf_counter()
         stopping = trainer.fit(evaluate_start=inherit)
@@ -78,9 +79,9 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
         metrics = {
             "model": "automtl",
             "dataset": config.dataset.path,
-            "schema_fingerprint": search.schema.fingerprint(),
-            "world_size": search.ctx.world_size,
-            "num_parameters": {"supernet": search.num_parameters, "derived": trainer.num_parameters},
+            "schema_fingerprint": schema.fingerprint(),
+            "world_size": trainer.ctx.world_size,
+            "num_parameters": {"supernet": search.trainer.num_parameters, "derived": trainer.num_parameters},
             "valid": finetuned["valid"],
             "test": finetuned["test"],
             "search": {"epochs": len(search.records), "seconds": search.search_seconds,
@@ -91,10 +92,10 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
             "task_gate_weights": {t: gate_weights[i].tolist() for i, t in enumerate(architecture.tasks)},
             "wall_time_s": time.perf_counter() - started,
         }
-        if search.ctx.is_main:
+        if trainer.ctx.is_main:
             _write_report(run_dir, search, architecture, derived.used, gate_weights, finetuned, metrics)
             print(f"\nsearch {metrics['search']['seconds']:.0f}s + fine-tune {metrics['finetune']['seconds']:.0f}s; results in {run_dir}")
-            print(format_results(metrics, search.schema.tasks), flush=True)
+            print(format_results(metrics, schema.tasks), flush=True)
         return SearchRun(metrics, architecture, trainer.model)
     finally:
         destroy_distributed()

@@ -1,8 +1,9 @@
-"""DistributedModelParallel setup: fused embedding optimizers, a sharding plan, the dense optimizer."""
+"""DistributedModelParallel setup: fused embedding optimizers, a sharding plan, the dense parameters and their Adam."""
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -15,7 +16,7 @@ from torchrec.distributed.planner.types import TrainerConfig as PlannerTrainerCo
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
-from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+from torchrec.optim.keyed import KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from pipelines.process_group import DistributedContext
@@ -30,6 +31,19 @@ _EMBEDDING_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 def _embedding_collections(module: nn.Module) -> list[tuple[str, EmbeddingBagCollection]]:
     return [(name, m) for name, m in module.named_modules() if isinstance(m, EmbeddingBagCollection)]
+
+
+# fbgemm's CPU lookup for data-parallel tables (``dense_embedding_codegen_lookup_function``) has no
+# kernel registered under the Autograd key, so torch warns on every backward through it that the
+# gradient "may be silently incorrect". It is correct here: tests/distributed/test_data_parallel_tables.py
+# checks that a data-parallel table receives exactly the gradient of the same table sharded table-wise
+# (whose fused optimizer applies it in backward). Only this message is silenced.
+BENIGN_FBGEMM_WARNING = r"fbgemm::dense_embedding_codegen_lookup_function: an autograd kernel was not registered"
+
+
+def silence_benign_fbgemm_warning() -> None:
+    """Hide fbgemm's data-parallel lookup warning (see above); every other warning still shows."""
+    warnings.filterwarnings("ignore", message=BENIGN_FBGEMM_WARNING, category=UserWarning)
 
 
 def shard_model(
@@ -49,6 +63,7 @@ def shard_model(
     """
     if embedding_optimizer == "adam" and ctx.device.type == "cpu":
         raise ValueError("trainer.embedding_optimizer=adam needs CUDA: fbgemm's CPU kernels support rowwise_adagrad, adagrad, sgd")
+    silence_benign_fbgemm_warning()
     collections = _embedding_collections(module)
     for _, collection in collections:
         apply_optimizer_in_backward(_EMBEDDING_OPTIMIZERS[embedding_optimizer], collection.parameters(), {"lr": embedding_lr})
@@ -81,8 +96,3 @@ def adam(
 ) -> KeyedOptimizerWrapper:
     """A keyed Adam over ``parameters`` (``wrapper`` may be a subclass that changes when it steps)."""
     return wrapper(parameters, lambda params: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay))
-
-
-def build_optimizer(model: DistributedModelParallel, dense_lr: float, weight_decay: float = 0.0) -> CombinedOptimizer:
-    """Adam over the dense (non-fused) parameters, combined with DMP's fused embedding optimizer."""
-    return CombinedOptimizer([model.fused_optimizer, adam(dense_parameters(model), dense_lr, weight_decay)])

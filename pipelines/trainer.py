@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+from torchrec.optim.keyed import CombinedOptimizer
 from tqdm import tqdm
 
 from common.atomic_files import atomic_write_json, atomic_write_text
@@ -26,7 +27,7 @@ from pipelines.config import ConfigError, TrainConfig, TrainerConfig
 from pipelines.early_stopping import EarlyStopping, monitored_value, resolve_monitor
 from pipelines.evaluation import evaluate
 from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
-from pipelines.sharding import build_optimizer, shard_model
+from pipelines.sharding import adam, dense_parameters, shard_model
 from pipelines.train_pipeline import StepPipeline, build_train_pipeline
 
 RESULT_FILES = ("metrics.json", "checkpoint")
@@ -142,81 +143,130 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
     return counts
 
 
+class TrainerHooks:
+    """Extension points of the ``Trainer``; the defaults do nothing. A recipe built on the Trainer (the
+    architecture search) subclasses this instead of writing its own loop."""
+
+    def trained_apart(self, model: DistributedModelParallel) -> set[int]:
+        """Ids of dense parameters the hooks optimize themselves, kept out of the dense optimizer."""
+        return set()
+
+    def configure(self, trainer: "Trainer") -> None:
+        """Called once the model, optimizer and pipeline exist; may add optimizers, readers or a pipeline."""
+
+    def start_epoch(self, trainer: "Trainer", epoch: int) -> dict:
+        """Called before an epoch trains; returns extra fields of its record."""
+        return {}
+
+    def end_epoch(self, trainer: "Trainer", record: dict) -> None:
+        """Called after an epoch's validation, with its complete record."""
+
+    def finished(self, trainer: "Trainer", epoch: int) -> bool:
+        """True ends training after ``epoch`` (besides early stopping and the epoch limit)."""
+        return False
+
+
 class Trainer:
     """Trains one multi-task model under DistributedModelParallel and writes its run directory.
 
-    ``run_dir`` receives ``config.yaml`` (resolved), ``metrics.json`` (per-epoch history, best
-    validation metrics, test metrics) and ``checkpoint/`` (best validation epoch); rank 0 writes.
+    The recipe of every run: setup (data, model, DMP, optimizers, pipeline) -> fit (epochs with
+    validation, early stopping, the best epoch's checkpoint) -> test (of that checkpoint) -> close.
+    ``build_module(schema)`` returns the train module on the meta device; ``hooks`` extend the recipe
+    (the architecture search is this Trainer plus its hooks). ``run_dir`` receives ``config.yaml``
+    (``record_config``, resolved), ``metrics.json`` (per-epoch history, best validation metrics, test
+    metrics; unless ``write_metrics`` is False) and ``checkpoint/`` (best validation epoch); rank 0 writes.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
-        self.config = config
-        self.run_dir = Path(run_dir)
+    def __init__(self, dataset_path: str, options: TrainerConfig, seed: int, run_dir: str | Path,
+                 build_module: Callable[[Schema], MultiTaskTrain], name: str, hooks: TrainerHooks | None = None, *,
+                 static_graph: bool = True, early_stopping: bool = True, write_metrics: bool = True,
+                 record_config: object | None = None) -> None:
+        self.dataset_path, self.options, self.seed, self.run_dir = dataset_path, options, seed, Path(run_dir)
+        self.build_module, self.name, self.hooks = build_module, name, hooks or TrainerHooks()
+        self.static_graph, self.early_stopping, self.write_metrics = static_graph, early_stopping, write_metrics
+        self.record_config = record_config
+
+    @classmethod
+    def for_model(cls, config: TrainConfig, run_dir: str | Path) -> "Trainer":
+        """The Trainer of a registered model (``config.model``), as ``pipelines.train`` runs it."""
+        trainer = config.trainer
+
+        def build_module(schema: Schema) -> MultiTaskTrain:
+            model = build_multitask_model(config.model, schema, device=torch.device("meta"))
+            return MultiTaskTrain(model, schema.tasks, task_weight_list(schema.tasks, trainer.task_weights))
+
+        return cls(config.dataset.path, trainer, config.seed, run_dir, build_module, config.model.name, record_config=config)
 
     def setup(self, initialize: Callable[[DistributedModelParallel], None] | None = None) -> None:
         """Build data, model, DMP, optimizers and pipeline; ``initialize`` may warm-start the sharded model."""
-        config, trainer = self.config, self.config.trainer
-        check_run_dir(self.run_dir, config.overwrite)
-        run = prepare_run(config.dataset.path, trainer, config.seed)
+        options = self.options
+        run = prepare_run(self.dataset_path, options, self.seed)
         self.ctx, self.schema, self.readers, self.monitor = run.ctx, run.schema, run.readers, run.monitor
         self.tasks = self.schema.tasks
-        module = MultiTaskTrain(
-            build_multitask_model(config.model, self.schema, device=torch.device("meta")),
-            self.tasks,
-            task_weight_list(self.tasks, trainer.task_weights),
-        )
+        module = self.build_module(self.schema)
         self.num_parameters = count_parameters(module)
-        self.model = shard_model(module, self.ctx, trainer.embedding_optimizer, trainer.embedding_lr, trainer.sharding_type)
+        self.model = shard_model(module, self.ctx, options.embedding_optimizer, options.embedding_lr, options.sharding_type,
+                                 static_graph=self.static_graph)
         if initialize is not None:
             initialize(self.model)
-        self.optimizer = build_optimizer(self.model, trainer.dense_lr, trainer.dense_weight_decay)
+        apart = self.hooks.trained_apart(self.model)
+        dense = {n: p for n, p in dense_parameters(self.model).items() if id(p) not in apart}
+        self.optimizer = CombinedOptimizer([self.model.fused_optimizer, adam(dense, options.dense_lr, options.dense_weight_decay)])
         self.pipeline = build_train_pipeline(self.model, self.optimizer, self.ctx.device, bool(self.schema.sparse))
         self.history: list[dict] = []
-        if self.ctx.is_main:
-            write_resolved_config(self.run_dir, config)
+        self.hooks.configure(self)
+        if self.ctx.is_main and self.record_config is not None:
+            write_resolved_config(self.run_dir, self.record_config)
 
-    def fit(self, evaluate_start: bool = False) -> EarlyStopping:
-        """Train up to ``trainer.epochs``, checkpointing the best validation epoch; stop after ``patience`` bad epochs.
+    def fit(self, evaluate_start: bool = False, epochs: int | None = None) -> EarlyStopping:
+        """Train up to ``epochs`` (default ``trainer.epochs``), checkpointing the best validation epoch;
+        stop after ``patience`` bad epochs (with ``early_stopping``) or when the hooks say so.
 
         ``evaluate_start`` (for warm-started models) scores the starting weights as epoch 0 first, so
         training can only improve on them; training epochs are then numbered from 1.
         """
-        trainer = self.config.trainer
-        stopping = EarlyStopping(self.monitor, trainer.patience)
+        options = self.options
+        stopping = EarlyStopping(self.monitor, options.patience)
         train_reader = self.readers["train"]
-        steps = epoch_steps(train_reader, trainer.max_steps_per_epoch)
+        steps = epoch_steps(train_reader, options.max_steps_per_epoch)
         self.started = time.perf_counter()
         first = 0
         if evaluate_start:
             self._end_epoch({"epoch": 0, "trained": False}, stopping)
             first = 1
-        for epoch in range(first, first + trainer.epochs):
+        for epoch in range(first, first + (options.epochs if epochs is None else epochs)):
+            record = {"epoch": epoch, **self.hooks.start_epoch(self, epoch), "trained": True}
             self.model.train()
             batches = itertools.islice(train_reader.epoch(epoch), steps)
-            record = {"epoch": epoch, "trained": True}
-            record.update(train_epoch(self.pipeline, batches, steps, trainer.batch_size * self.ctx.world_size, self.ctx,
-                                      f"epoch {epoch}", trainer.progress))
+            record.update(train_epoch(self.pipeline, batches, steps, options.batch_size * self.ctx.world_size, self.ctx,
+                                      f"{self._prefix}epoch {epoch}", options.progress))
             self._end_epoch(record, stopping)
-            if stopping.should_stop:
+            if (self.early_stopping and stopping.should_stop) or self.hooks.finished(self, epoch):
                 break
         return stopping
 
+    @property
+    def _prefix(self) -> str:
+        return "" if self.early_stopping else f"{self.name} "
+
     def _end_epoch(self, record: dict, stopping: EarlyStopping) -> None:
         """Validate, checkpoint when best, log and write the metrics so far."""
-        trainer = self.config.trainer
-        record["valid"] = evaluate(self.model, self.readers["valid"], self.tasks, self.ctx, trainer.gauc, "valid", trainer.progress)
+        options = self.options
+        record["valid"] = evaluate(self.model, self.readers["valid"], self.tasks, self.ctx, options.gauc, "valid", options.progress)
         improved = stopping.update(record["epoch"], record["valid"])
-        if improved:
+        if improved and self.early_stopping:
             save_checkpoint(self.model, self.run_dir / "checkpoint", {"epoch": record["epoch"], self.monitor: stopping.best_value})
         self.history.append(record)
-        self._log_epoch(record, improved)
-        self._write_metrics(stopping)
+        self._log_epoch(record, improved and self.early_stopping)
+        self.hooks.end_epoch(self, record)
+        if self.write_metrics:
+            self._write_metrics(stopping)
 
     def test(self, stopping: EarlyStopping) -> dict:
         """Reload the best checkpoint and evaluate it on the test split; write and return ``metrics.json``."""
-        trainer = self.config.trainer
+        options = self.options
         load_checkpoint(self.model, self.run_dir / "checkpoint")
-        test = evaluate(self.model, self.readers["test"], self.tasks, self.ctx, trainer.gauc, "test", trainer.progress)
+        test = evaluate(self.model, self.readers["test"], self.tasks, self.ctx, options.gauc, "test", options.progress)
         return self._write_metrics(stopping, test)
 
     def close(self) -> None:
@@ -228,14 +278,14 @@ class Trainer:
         valid = record["valid"]
         tasks = task_scores_text(valid, self.tasks)
         training = f"train_loss={record['train_loss']:.4f} {record['samples_per_s']:.0f} samples/s" if record["trained"] else "start"
-        print(f"epoch {record['epoch']}: {training} | valid {tasks} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
+        print(f"{self._prefix}epoch {record['epoch']}: {training} | valid {tasks} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
               f"{' (best)' if improved else ''}", flush=True)
 
     def _write_metrics(self, stopping: EarlyStopping, test: dict | None = None) -> dict:
         best = self.history[stopping.best_epoch]
         metrics = {
-            "model": self.config.model.name,
-            "dataset": self.config.dataset.path,
+            "model": self.name,
+            "dataset": self.dataset_path,
             "schema_fingerprint": self.schema.fingerprint(),
             "world_size": self.ctx.world_size,
             "num_parameters": self.num_parameters,
@@ -263,7 +313,8 @@ def format_results(metrics: dict, tasks: Sequence[TaskSpec]) -> str:
 
 def run_training(config: TrainConfig, run_dir: str | Path) -> dict:
     """Train, test and write ``run_dir``; returns the metrics (on every rank)."""
-    trainer = Trainer(config, run_dir)
+    check_run_dir(Path(run_dir), config.overwrite)
+    trainer = Trainer.for_model(config, run_dir)
     try:
         trainer.setup()
         stopping = trainer.fit()

@@ -25,7 +25,8 @@ def _config(dataset: str, run_dir: str) -> TrainConfig:
 
 
 def _train_and_restore(rank: int, dataset: str, run_dir: str) -> dict:
-    trainer = Trainer(_config(dataset, run_dir), run_dir)
+    config = _config(dataset, run_dir)
+    trainer = Trainer.for_model(config, run_dir)
     try:
         trainer.setup()
         stopping = trainer.fit()
@@ -38,7 +39,7 @@ def _train_and_restore(rank: int, dataset: str, run_dir: str) -> dict:
         save_checkpoint(trainer.model, f"{run_dir}/final", {"epoch": "final"})
 
         # The same weights in an unsharded model give the same predictions (DCP reshards on load).
-        plain = MultiTaskTrain(build_multitask_model(trainer.config.model, schema), schema.tasks)
+        plain = MultiTaskTrain(build_multitask_model(config.model, schema), schema.tasks)
         load_checkpoint(plain, f"{run_dir}/final")
         plain.eval()
         whole_split = BatchReader(valid.split, batch_size=256)
@@ -47,7 +48,7 @@ def _train_and_restore(rank: int, dataset: str, run_dir: str) -> dict:
 
         torch.manual_seed(1234 + rank)
         fresh = shard_model(
-            MultiTaskTrain(build_multitask_model(trainer.config.model, schema, torch.device("meta")), schema.tasks),
+            MultiTaskTrain(build_multitask_model(config.model, schema, torch.device("meta")), schema.tasks),
             ctx, sharding_type="table_wise",
         )
         untrained = predict(fresh, valid, schema.tasks, ctx, progress=False).scores

@@ -14,7 +14,7 @@ from tests.nas.test_search import REPO, TINY
 def _tables(search: ArchitectureSearch) -> dict[str, torch.Tensor]:
     """This rank's shards of the embedding tables (table-wise sharding: whole tables or nothing)."""
     return {k: torch.cat([shard.tensor.detach().clone() for shard in v.local_shards()])
-            for k, v in search.model.state_dict().items() if "sparse_arch" in k and v.local_shards()}
+            for k, v in search.trainer.model.state_dict().items() if "sparse_arch" in k and v.local_shards()}
 
 
 def _steps(rank: int, overrides: list[str], run_dir: str) -> dict:
@@ -23,23 +23,23 @@ def _steps(rank: int, overrides: list[str], run_dir: str) -> dict:
     search = ArchitectureSearch(config, run_dir)
     try:
         search.setup()
-        search.model.train()
+        search.trainer.model.train()
         search.architecture_optimizer.active = True
         before, alpha = _tables(search), search.supernet.alpha.detach().clone()
         weights = [p.detach().clone() for p in search.supernet.weight_parameters()]
-        search.pipeline.architecture_step()
+        search.trainer.pipeline.architecture_step()
         after_architecture = _tables(search)
         architecture_moved = not torch.equal(alpha, search.supernet.alpha)
         weights_kept = all(torch.equal(w, p) for w, p in zip(weights, search.supernet.weight_parameters()))
-        search.pipeline.progress(iter(search.readers["train"].epoch(0)))
+        search.trainer.pipeline.progress(iter(search.trainer.readers["train"].epoch(0)))
         return {
             "tables_kept": all(torch.equal(before[k], after_architecture[k]) for k in before),
             "tables_trained": any(not torch.equal(after_architecture[k], v) for k, v in _tables(search).items()),
             "architecture_moved": architecture_moved,
             "weights_kept": weights_kept,
             "architecture": [p.detach().clone() for p in search.supernet.architecture_parameters()],
-            "rows": search.readers["train"].split.num_rows,
-            "architecture_batch_rows": next(search.pipeline.architecture_batches).labels.shape[0],
+            "rows": search.trainer.readers["train"].split.num_rows,
+            "architecture_batch_rows": next(search.trainer.pipeline.architecture_batches).labels.shape[0],
         }
     finally:
         destroy_distributed()

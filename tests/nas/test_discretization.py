@@ -42,10 +42,10 @@ def test_most_confident_items_are_decided_first_across_kinds():
         net.feature_beta[4, 3] = -6.0  # very sure drop
         net.connection_beta[2, 1] = 3.0  # sure keep
     confidences = {
-        "block_a": float(block_confidence(net.alpha[1, 2, 0])),
-        "block_b": float(block_confidence(net.alpha[0, 0, 1])),
-        "feature": float(selection_confidence(net.feature_beta[4, 3])),
-        "connection": float(selection_confidence(net.connection_beta[2, 1])),
+        "block_a": float(block_confidence(net.alpha.detach()[1, 2, 0])),
+        "block_b": float(block_confidence(net.alpha.detach()[0, 0, 1])),
+        "feature": float(selection_confidence(net.feature_beta.detach()[4, 3])),
+        "connection": float(selection_confidence(net.connection_beta.detach()[2, 1])),
     }
     expected = sorted(confidences, key=confidences.get, reverse=True)
     decisions = next_decisions(net, 4)
