@@ -77,9 +77,11 @@ class MultiTaskTrain(nn.Module):
         return loss, (loss.detach(), logits.detach(), batch.labels)
 
 
-def build_multitask_model(config: ModelConfig, schema: Schema, device: torch.device | None = None) -> MultiTaskModel:
-    """The registered dense arch ``config.name`` over an EBC built from ``schema`` on ``device``."""
-    dense_arch = model_entry(config.name).build(config, schema)
+def build_multitask_model(config: ModelConfig, schema: Schema, device: torch.device | None = None,
+                          dense_arch: nn.Module | None = None) -> MultiTaskModel:
+    """The registered dense arch ``config.name`` (or ``dense_arch``, built already) over an EBC built
+    from ``schema`` on ``device``."""
+    dense_arch = dense_arch if dense_arch is not None else model_entry(config.name).build(config, schema)
     sparse_arch = (
         build_embedding_bag_collection(schema, config.embedding_dim, device, config.multi_hot_pooling) if schema.sparse else None
     )

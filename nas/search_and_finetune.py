@@ -23,7 +23,7 @@ from torchrec.distributed.model_parallel import DistributedModelParallel
 
 from common.atomic_files import atomic_write_json, atomic_write_text
 from nas.architecture import Architecture
-from nas.derived import AutoMTLConfig, derive_from_supernet
+from nas.derived import AutoMTLConfig, DerivedMultiTaskArch, derive_from_supernet
 from nas.explain import average_task_gate_weights
 from nas.pd_darts import ArchitectureSearch, warm_start
 from nas.report import plot_auc_curves, plot_decision_timeline, plot_gate_heatmap, summary_markdown
@@ -70,7 +70,10 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
         schema = search.trainer.schema
         derived = derive_from_supernet(search.supernet, schema.fingerprint())
         inherit = config.search.finetune == "inherit"
-        trainer = Trainer.for_model(finetune_config(config, run_dir), run_dir / "finetune")
+        # The architecture reaches fine-tuning in memory (every rank derived it from the same broadcast
+        # decisions); finetune/config.yaml names architecture.json, the record.
+        trainer = Trainer.for_model(finetune_config(config, run_dir), run_dir / "finetune",
+                                    build_dense_arch=lambda schema: DerivedMultiTaskArch(architecture))
         trainer.setup(initialize=warm_start(run_dir / "supernet", derived.state_dict()) if inherit else None)
         finetune_started = time.perf_counter()
         stopping = trainer.fit(evaluate_start=inherit)

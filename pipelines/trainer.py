@@ -187,12 +187,15 @@ class Trainer:
         self.record_config = record_config
 
     @classmethod
-    def for_model(cls, config: TrainConfig, run_dir: str | Path) -> "Trainer":
-        """The Trainer of a registered model (``config.model``), as ``pipelines.train`` runs it."""
+    def for_model(cls, config: TrainConfig, run_dir: str | Path,
+                  build_dense_arch: Callable[[Schema], nn.Module] | None = None) -> "Trainer":
+        """The Trainer of a registered model (``config.model``), as ``pipelines.train`` runs it;
+        ``build_dense_arch`` builds the dense arch instead of the registry (e.g. from an object in memory)."""
         trainer = config.trainer
 
         def build_module(schema: Schema) -> MultiTaskTrain:
-            model = build_multitask_model(config.model, schema, device=torch.device("meta"))
+            dense_arch = build_dense_arch(schema) if build_dense_arch is not None else None
+            model = build_multitask_model(config.model, schema, device=torch.device("meta"), dense_arch=dense_arch)
             return MultiTaskTrain(model, schema.tasks, task_weight_list(schema.tasks, trainer.task_weights))
 
         return cls(config.dataset.path, trainer, config.seed, run_dir, build_module, config.model.name, record_config=config)

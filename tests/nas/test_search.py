@@ -109,7 +109,12 @@ def test_search_ranks_planted_drivers_above_noise_and_keeps_them_for_their_task(
         assert set(fields) <= architecture.features_feeding(task), task
 
 
+def _refuse_to_read(cls, path):
+    raise AssertionError(f"fine-tuning read {path}: the architecture should reach it in memory")
+
+
 def _search_on_rank(rank: int, config: NasConfig, run_dir: str) -> dict:
+    Architecture.load = classmethod(_refuse_to_read)  # this spawned rank only
     run = run_search(config, run_dir)
     dense = {k: v.detach().clone() for k, v in run.model.module.model.dense_arch.state_dict().items()}
     return {"architecture": run.architecture.to_dict(), "dense": dense, "test": run.metrics["test"]}
