@@ -14,6 +14,7 @@ config or dataset is refused unless ``overwrite=true``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import asdict, dataclass, field
@@ -24,10 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.atomic_files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from nas.architecture import Architecture
+from experiments.compare import mean_std_cells
 from nas.search_and_finetune import run_search
 from nas.search_config import NasConfig, parse_nas_config
-from experiments.compare import mean_std_cells
 from pipelines.config import ConfigError, check_top_level
+from pipelines.result import RESULT_FILE, ResultError, RunResult
 from pipelines.hydra_launch import quiet_hydra_on_other_ranks
 
 CELL_FILE = "ablation_cell.json"
@@ -66,21 +68,28 @@ def variant_config(cfg: DictConfig, variant: str, seed: int, run_dir: Path) -> N
         raise ConfigError(f"variants.{variant}: {error}") from None
 
 
-def run_cell(cfg: DictConfig, variant: str, seed: int) -> dict:
-    """Search + fine-tune one cell, or read it back when it already finished with the same overrides; returns its metrics."""
+def run_cell(cfg: DictConfig, variant: str, seed: int) -> RunResult:
+    """Search + fine-tune one cell, or read it back when it already finished with the same overrides; returns its result.
+
+    A finished cell whose metrics.json has an older format is run again.
+    """
     run_dir = Path(cfg.out_dir) / variant / f"seed{seed}"
     config = variant_config(cfg, variant, seed, run_dir)
     cell = cell_record(config)
-    if (run_dir / "metrics.json").is_file() and not cfg.overwrite:
+    if (run_dir / RESULT_FILE).is_file() and not cfg.overwrite:
         recorded = read_json(run_dir / CELL_FILE, ConfigError, "ablation cell") if (run_dir / CELL_FILE).is_file() else None
         if recorded != cell:
             raise ConfigError(f"{run_dir} holds a finished run of another config or dataset (see {CELL_FILE} there); "
                               "pass overwrite=true or another out_dir")
-        return read_json(run_dir / "metrics.json", ConfigError, "metrics file")
-    metrics = run_search(config, run_dir).metrics
+        try:
+            return RunResult.read(run_dir)
+        except ResultError as error:
+            print(f"{error}: running the cell again", flush=True)
+            config = dataclasses.replace(config, overwrite=True)
+    result = run_search(config, run_dir).result
     if int(os.environ.get("RANK", 0)) == 0:
         atomic_write_json(run_dir / CELL_FILE, cell)
-    return metrics
+    return result
 
 
 def cell_record(config: NasConfig) -> dict:
@@ -91,17 +100,17 @@ def cell_record(config: NasConfig) -> dict:
     return {"config": values, "schema_sha1": hashlib.sha1(schema.read_bytes()).hexdigest() if schema.is_file() else None}
 
 
-def ablation_row(variant: str, seed: int, metrics: dict, architecture: Architecture) -> dict:
+def ablation_row(variant: str, seed: int, result: RunResult, architecture: Architecture) -> dict:
     """One results.csv row: test metrics, derived dense parameters, op histogram, timings."""
-    test = metrics["test"]
+    test = result.test
     row: dict = {"variant": variant, "seed": seed}
     row.update({key: test[key] for key in ("avg_auc", "avg_logloss", "avg_mse") if key in test})
-    row["dense_parameters"] = metrics["num_parameters"]["derived"]["dense"]
+    row["dense_parameters"] = result.num_parameters["dense"]
     histogram = architecture.operation_histogram()
     row["operations"] = " ".join(f"{name}:{count}" for name, count in histogram.items())
     row["skip_or_linear_share"] = (histogram.get("skip", 0) + histogram.get("linear", 0)) / max(1, sum(histogram.values()))
-    row["search_s"] = metrics["search"]["seconds"]
-    row["finetune_s"] = metrics["finetune"]["seconds"]
+    row["search_s"] = result.search.seconds
+    row["finetune_s"] = result.train_seconds
     return row
 
 
@@ -134,9 +143,9 @@ def run_ablation(cfg: DictConfig) -> list[dict]:
     rows = []
     for variant in cfg.variants:
         for seed in cfg.seeds:
-            metrics = run_cell(cfg, variant, int(seed))
+            result = run_cell(cfg, variant, int(seed))
             architecture = Architecture.load(Path(cfg.out_dir) / variant / f"seed{seed}" / "architecture.json")
-            rows.append(ablation_row(variant, int(seed), metrics, architecture))
+            rows.append(ablation_row(variant, int(seed), result, architecture))
     if int(os.environ.get("RANK", 0)) == 0:
         write_results(Path(cfg.out_dir), rows, list(cfg.variants))
         print((Path(cfg.out_dir) / "results.md").read_text(), flush=True)

@@ -32,6 +32,7 @@ from nas.search_space import SearchSpaceConfig
 from experiments.compare_runs import oracle_share, oracle_test_auc
 from pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, check_top_level, typed_group, typed_model
 from pipelines.hydra_launch import quiet_hydra_on_other_ranks
+from pipelines.result import RunResult
 from pipelines.trainer import run_training
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -81,11 +82,11 @@ def model_config(name: str, space: SearchSpaceConfig):
 
 
 def run_one(config: CompareConfig, name: str, seed: int) -> dict:
-    """Train (or search) ``name`` with ``seed``; returns its metrics."""
+    """Train (or search) ``name`` with ``seed``; returns its result."""
     run_dir = Path(config.out_dir) / name / f"seed{seed}"
     if name == SEARCHED:
         nas = NasConfig(config.dataset, config.search_space, config.search, config.trainer, seed, str(run_dir), config.overwrite)
-        return run_search(nas, run_dir).metrics
+        return run_search(nas, run_dir).result
     if name == RANDOM:
         architecture = sample_architecture(config.search_space, Schema.load(config.dataset.path), seed)
         path = architecture.save(Path(config.out_dir) / name / f"architecture-seed{seed}.json")
@@ -96,24 +97,23 @@ def run_one(config: CompareConfig, name: str, seed: int) -> dict:
     return run_training(TrainConfig(config.dataset, model, config.trainer, seed, str(run_dir), config.overwrite), run_dir)
 
 
-def result_row(name: str, seed: int, metrics: dict) -> dict:
+def result_row(name: str, seed: int, result: RunResult) -> dict:
     """One results.csv row: test metrics per task and averaged, dense parameters, samples/s, wall time."""
     row = {"model": name, "seed": seed}
-    for task, values in metrics["test"].items():
-        if isinstance(values, dict):
+    for task, values in result.test.items():
+        if isinstance(values, dict):  # per-task metrics; the rest are averages and the row count
             row.update({f"{task}_{metric}": value for metric, value in values.items()})
-    row.update({key: value for key, value in metrics["test"].items() if key.startswith("avg_")})
-    oracle = oracle_test_auc(metrics["dataset"])
+    row.update({key: value for key, value in result.test.items() if key.startswith("avg_")})
+    oracle = oracle_test_auc(result.dataset)
     if "avg_auc" in row and oracle is not None:
         row["oracle_share"] = oracle_share(row["avg_auc"], oracle)
-    parameters = metrics["num_parameters"]
-    row["dense_parameters"] = parameters.get("derived", parameters)["dense"]
-    if "search" in metrics:  # AutoMTL: the supernet's training speed during the search
-        speeds = metrics["search"]["samples_per_s"]
+    row["dense_parameters"] = result.num_parameters["dense"]
+    if result.search is not None:  # AutoMTL: the supernet's training speed during the search
+        speeds = result.search.samples_per_s
     else:
-        speeds = [epoch["samples_per_s"] for epoch in metrics["epochs"] if epoch["trained"]]
+        speeds = [epoch["samples_per_s"] for epoch in result.epochs if epoch["trained"]]
     row["train_samples_per_s"] = float(np.mean(speeds))
-    row["wall_time_s"] = metrics["wall_time_s"]
+    row["wall_time_s"] = result.wall_time_s
     return row
 
 

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from datasets.schema import SCHEMA_FILE, Schema
 from nas.architecture import Architecture
-
-
-def load_metrics(run_dir: Path) -> dict:
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished run?")
-    metrics = json.loads(path.read_text())
-    if not metrics.get("test"):
-        raise ValueError(f"{path} has no test metrics: the run did not finish")
-    return metrics
+from pipelines.result import RunResult
 
 
 def oracle_test_auc(dataset_path: str | Path) -> float | None:
@@ -35,24 +25,23 @@ def oracle_share(avg_auc: float, oracle_auc: float | None) -> float | None:
 def comparison_table(run_dirs: list[Path]) -> str:
     """Markdown table: one row per run, test AUC (MSE for regression) per task, average, its share of the
     oracle's gain (synthetic data), the searched op histogram, parameters, wall time."""
-    runs = [(Path(d), load_metrics(d)) for d in run_dirs]
-    tasks = [k for k, v in runs[0][1]["test"].items() if isinstance(v, dict)]
-    header = ["run", "model"] + [f"{t} test {'auc' if 'auc' in runs[0][1]['test'][t] else 'mse'}" for t in tasks]
+    runs = [(Path(d), RunResult.read(d)) for d in run_dirs]
+    tasks = [k for k, v in runs[0][1].test.items() if isinstance(v, dict)]  # per-task entries; the rest are averages
+    header = ["run", "model"] + [f"{t} test {'auc' if 'auc' in runs[0][1].test[t] else 'mse'}" for t in tasks]
     header += ["avg auc", "share of oracle gain", "dense params", "blocks", "wall time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run_dir, metrics in runs:
-        test = metrics["test"]
+    for run_dir, result in runs:
+        test = result.test
         scores = [f"{test[t].get('auc', test[t].get('mse')):.4f}" for t in tasks]
-        parameters = metrics["num_parameters"]
-        dense = parameters.get("derived", parameters)["dense"]
+        dense = result.num_parameters["dense"]
         average, share = "-", "-"
         if "avg_auc" in test:
             average = f"{test['avg_auc']:.4f}"
-            ratio = oracle_share(test["avg_auc"], oracle_test_auc(metrics["dataset"]))
+            ratio = oracle_share(test["avg_auc"], oracle_test_auc(result.dataset))
             share = "-" if ratio is None else f"{ratio:.1%}"
         blocks = _operations_text(run_dir)
-        lines.append("| " + " | ".join([run_dir.name, metrics["model"]] + scores
-                                        + [average, share, f"{dense:,}", blocks, f"{metrics['wall_time_s']:.0f}"]) + " |")
+        lines.append("| " + " | ".join([run_dir.name, result.model] + scores
+                                        + [average, share, f"{dense:,}", blocks, f"{result.wall_time_s:.0f}"]) + " |")
     return "\n".join(lines)
 
 
@@ -70,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         print(comparison_table(args.run_dirs))
-    except (FileNotFoundError, ValueError) as error:
+    except ValueError as error:  # ResultError, SchemaError: a message naming the file
         parser.exit(2, f"error: {error}\n")
 
 

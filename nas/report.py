@@ -72,12 +72,12 @@ def plot_gate_heatmap(weights: np.ndarray, tasks: Sequence[str], experts: Sequen
     _save(figure, path)
 
 
-def summary_markdown(architecture: Architecture, gate_weights: np.ndarray, used: Sequence[Sequence[int]], metrics: dict) -> str:
+def summary_markdown(architecture: Architecture, gate_weights: np.ndarray, used: Sequence[Sequence[int]], test: dict) -> str:
     """The run summary: test metrics, each used expert's ops and features, each gate's inputs and experts."""
     lines = ["# AutoMTL search summary", "", "## Test metrics of the derived model", "",
              "| task | AUC | logloss | MSE |", "|---|---|---|---|"]
     for task in architecture.tasks:
-        m = metrics["test"][task]
+        m = test[task]
         lines.append(f"| {task} | {m.get('auc', float('nan')):.4f} | {m.get('logloss', float('nan')):.4f} | {m.get('mse', float('nan')):.4f} |")
     histogram = ", ".join(f"{name} x{count}" for name, count in architecture.operation_histogram().items())
     linear = architecture.linear_parts()

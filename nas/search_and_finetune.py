@@ -7,13 +7,14 @@
     architecture.json    the searched architecture (nas/architecture.py)
     supernet/            DCP checkpoint of the discretized supernet
     finetune/            the fine-tuning Trainer's run dir (metrics.json, checkpoint/, config.yaml)
-    metrics.json         test/valid metrics of the derived model, search and fine-tune timings
+    metrics.json         the run's RunResult: the derived model's metrics and fine-tuning, plus the search part
     summary.md           experts, gates, features, average task gate weights
     decisions.png  auc_curves.png  gate_weights.png
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from torchrec.distributed.model_parallel import DistributedModelParallel
 
-from common.atomic_files import atomic_write_json, atomic_write_text
+from common.atomic_files import atomic_write_text
 from nas.architecture import Architecture
 from nas.derived import AutoMTLConfig, DerivedMultiTaskArch, derive_from_supernet
 from nas.explain import average_task_gate_weights
@@ -30,6 +31,7 @@ from nas.report import plot_auc_curves, plot_decision_timeline, plot_gate_heatma
 from nas.search_config import NasConfig
 from pipelines.config import TrainConfig
 from pipelines.process_group import destroy_distributed
+from pipelines.result import RunResult, SearchPart
 from pipelines.trainer import Trainer, check_run_dir, format_results, write_resolved_config
 
 
@@ -49,9 +51,9 @@ def finetune_config(config: NasConfig, run_dir: Path) -> TrainConfig:
 
 @dataclass
 class SearchRun:
-    """What a search run leaves in memory: its metrics, the architecture and the fine-tuned model."""
+    """What a search run leaves in memory: its result, the architecture and the fine-tuned model."""
 
-    metrics: dict
+    result: RunResult
     architecture: Architecture
     model: DistributedModelParallel
 
@@ -75,39 +77,29 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
         trainer = Trainer.for_model(finetune_config(config, run_dir), run_dir / "finetune",
                                     build_dense_arch=lambda schema: DerivedMultiTaskArch(architecture))
         trainer.setup(initialize=warm_start(run_dir / "supernet", derived.state_dict()) if inherit else None)
-        finetune_started = time.perf_counter()
         stopping = trainer.fit(evaluate_start=inherit)
         finetuned = trainer.test(stopping)
         gate_weights = average_task_gate_weights(trainer.model, trainer.readers["valid"], trainer.ctx)
-        metrics = {
-            "model": "automtl",
-            "dataset": config.dataset.path,
-            "schema_fingerprint": schema.fingerprint(),
-            "world_size": trainer.ctx.world_size,
-            "num_parameters": {"supernet": search.trainer.num_parameters, "derived": trainer.num_parameters},
-            "valid": finetuned["valid"],
-            "test": finetuned["test"],
-            "search": {"epochs": len(search.records), "seconds": search.search_seconds,
-                       "samples_per_s": [r["samples_per_s"] for r in search.records if "samples_per_s" in r],
-                       "valid": search.records[-1]["valid"]},  # the discretized supernet's
-            "finetune": {"mode": config.search.finetune, "best_epoch": finetuned["best_epoch"], "epochs": len(finetuned["epochs"]),
-                         "seconds": time.perf_counter() - finetune_started},
-            "task_gate_weights": {t: gate_weights[i].tolist() for i, t in enumerate(architecture.tasks)},
-            "wall_time_s": time.perf_counter() - started,
-        }
+        result = dataclasses.replace(finetuned, wall_time_s=time.perf_counter() - started, search=SearchPart(
+            epochs=len(search.records), seconds=search.search_seconds,
+            samples_per_s=[r["samples_per_s"] for r in search.records if "samples_per_s" in r],
+            valid=search.records[-1]["valid"],  # the discretized supernet's
+            supernet_parameters=search.trainer.num_parameters, finetune=config.search.finetune,
+            task_gate_weights={t: gate_weights[i].tolist() for i, t in enumerate(architecture.tasks)},
+        ))
         if trainer.ctx.is_main:
-            _write_report(run_dir, search, architecture, derived.used, gate_weights, finetuned, metrics)
-            print(f"\nsearch {metrics['search']['seconds']:.0f}s + fine-tune {metrics['finetune']['seconds']:.0f}s; results in {run_dir}")
-            print(format_results(metrics, schema.tasks), flush=True)
-        return SearchRun(metrics, architecture, trainer.model)
+            _write_report(run_dir, search, architecture, derived.used, gate_weights, result)
+            print(f"\nsearch {result.search.seconds:.0f}s + fine-tune {result.train_seconds:.0f}s; results in {run_dir}")
+            print(format_results(result, schema.tasks), flush=True)
+        return SearchRun(result, architecture, trainer.model)
     finally:
         destroy_distributed()
 
 
 def _write_report(run_dir: Path, search: ArchitectureSearch, architecture: Architecture, used: list[list[int]],
-                  gate_weights: np.ndarray, finetuned: dict, metrics: dict) -> None:
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    atomic_write_text(run_dir / "summary.md", summary_markdown(architecture, gate_weights, used, metrics))
+                  gate_weights: np.ndarray, result: RunResult) -> None:
+    result.write(run_dir)
+    atomic_write_text(run_dir / "summary.md", summary_markdown(architecture, gate_weights, used, result.test))
     plot_decision_timeline(search.records, run_dir / "decisions.png")
-    plot_auc_curves(search.records, finetuned["epochs"], architecture.tasks, run_dir / "auc_curves.png")
+    plot_auc_curves(search.records, result.epochs, architecture.tasks, run_dir / "auc_curves.png")
     plot_gate_heatmap(gate_weights, architecture.tasks, [e.name for e in architecture.layers[-1]], run_dir / "gate_weights.png")

@@ -17,7 +17,7 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from torchrec.optim.keyed import CombinedOptimizer
 from tqdm import tqdm
 
-from common.atomic_files import atomic_write_json, atomic_write_text
+from common.atomic_files import atomic_write_text
 from datasets.batch import Batch
 from datasets.parquet_reader import BatchReader, ParquetSplit
 from datasets.schema import Schema, TaskSpec
@@ -26,11 +26,12 @@ from pipelines.checkpoint import load_checkpoint, save_checkpoint
 from pipelines.config import ConfigError, TrainConfig, TrainerConfig
 from pipelines.early_stopping import EarlyStopping, monitored_value, resolve_monitor
 from pipelines.evaluation import evaluate
+from pipelines.result import RESULT_FILE, RunResult
 from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
 from pipelines.sharding import adam, dense_parameters, shard_model
 from pipelines.train_pipeline import StepPipeline, build_train_pipeline
 
-RESULT_FILES = ("metrics.json", "checkpoint")
+RESULT_FILES = (RESULT_FILE, "checkpoint")
 
 
 def write_resolved_config(run_dir: Path, config: object) -> None:
@@ -266,7 +267,7 @@ class Trainer:
             self._write_metrics(stopping)
 
     def test(self, stopping: EarlyStopping) -> dict:
-        """Reload the best checkpoint and evaluate it on the test split; write and return ``metrics.json``."""
+        """Reload the best checkpoint and evaluate it on the test split; write and return the result (``metrics.json``)."""
         options = self.options
         load_checkpoint(self.model, self.run_dir / "checkpoint")
         test = evaluate(self.model, self.readers["test"], self.tasks, self.ctx, options.gauc, "test", options.progress)
@@ -284,47 +285,41 @@ class Trainer:
         print(f"{self._prefix}epoch {record['epoch']}: {training} | valid {tasks} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
               f"{' (best)' if improved else ''}", flush=True)
 
-    def _write_metrics(self, stopping: EarlyStopping, test: dict | None = None) -> dict:
+    def _write_metrics(self, stopping: EarlyStopping, test: dict | None = None) -> RunResult:
         best = self.history[stopping.best_epoch]
-        metrics = {
-            "model": self.name,
-            "dataset": self.dataset_path,
-            "schema_fingerprint": self.schema.fingerprint(),
-            "world_size": self.ctx.world_size,
-            "num_parameters": self.num_parameters,
-            "monitor": self.monitor,
-            "best_epoch": best["epoch"],
-            "valid": best["valid"],
-            "test": test,
-            "epochs": self.history,
-            "wall_time_s": time.perf_counter() - self.started,
-        }
+        seconds = time.perf_counter() - self.started
+        result = RunResult(
+            model=self.name, dataset=self.dataset_path, schema_fingerprint=self.schema.fingerprint(),
+            world_size=self.ctx.world_size, num_parameters=self.num_parameters, monitor=self.monitor,
+            best_epoch=best["epoch"], valid=best["valid"], test=test, epochs=self.history,
+            train_seconds=seconds, wall_time_s=seconds,
+        )
         if self.ctx.is_main:
-            atomic_write_json(self.run_dir / "metrics.json", metrics)
-        return metrics
+            result.write(self.run_dir)
+        return result
 
 
-def format_results(metrics: dict, tasks: Sequence[TaskSpec]) -> str:
+def format_results(result: RunResult, tasks: Sequence[TaskSpec]) -> str:
     """A small text table of per-task validation and test metrics."""
     lines = [f"{'task':<16}{'metric':<10}{'valid':>10}{'test':>10}"]
     for task in tasks:
         for metric in ("auc", "logloss", "gauc") if task.type == "binary" else ("mse",):
-            if metric in metrics["test"][task.name]:
-                lines.append(f"{task.name:<16}{metric:<10}{metrics['valid'][task.name][metric]:>10.4f}{metrics['test'][task.name][metric]:>10.4f}")
+            if metric in result.test[task.name]:
+                lines.append(f"{task.name:<16}{metric:<10}{result.valid[task.name][metric]:>10.4f}{result.test[task.name][metric]:>10.4f}")
     return "\n".join(lines)
 
 
-def run_training(config: TrainConfig, run_dir: str | Path) -> dict:
-    """Train, test and write ``run_dir``; returns the metrics (on every rank)."""
+def run_training(config: TrainConfig, run_dir: str | Path) -> RunResult:
+    """Train, test and write ``run_dir``; returns the result (on every rank)."""
     check_run_dir(Path(run_dir), config.overwrite)
     trainer = Trainer.for_model(config, run_dir)
     try:
         trainer.setup()
         stopping = trainer.fit()
-        metrics = trainer.test(stopping)
+        result = trainer.test(stopping)
         if trainer.ctx.is_main:
             print(f"\nbest epoch {stopping.best_epoch} ({trainer.monitor}={stopping.best_value:.4f}); results in {run_dir}")
-            print(format_results(metrics, trainer.tasks), flush=True)
-        return metrics
+            print(format_results(result, trainer.tasks), flush=True)
+        return result
     finally:
         trainer.close()

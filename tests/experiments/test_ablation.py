@@ -1,6 +1,7 @@
 """The ablation runner: one table of variants x seeds, finished cells read back, stale cells refused."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from experiments.ablation import run_ablation
 from pipelines.config import ConfigError
+from pipelines.result import RESULT_FORMAT
 from tests.distributed.spawn import run_on_ranks
 from tests.experiments.test_compare import TINY
 
@@ -57,6 +59,15 @@ def test_ablation_table_and_resume(tiny_aliccp, tmp_path):
 
     finished = (out / "wo_fs" / "seed0" / "metrics.json").stat().st_mtime_ns
     run_on_ranks(_ablation, 1, tmp_path / "o2", cfg)  # everything finished: read back, nothing rerun
+    assert (out / "wo_fs" / "seed0" / "metrics.json").stat().st_mtime_ns == finished
+
+    # A cell finished by an older version (another metrics format) runs again instead of being misread.
+    desan = out / "desan" / "seed0" / "metrics.json"
+    old = json.loads(desan.read_text())
+    old.pop("format")
+    desan.write_text(json.dumps(old))
+    run_on_ranks(_ablation, 1, tmp_path / "o3", cfg)
+    assert json.loads(desan.read_text())["format"] == RESULT_FORMAT
     assert (out / "wo_fs" / "seed0" / "metrics.json").stat().st_mtime_ns == finished
 
     changed = _cfg([f"dataset.path={tiny_aliccp}", f"out_dir={out}", "seeds=[0]", "~variants", f"+variants={variants}", "search.arch_lr=0.5"] + TINY)

@@ -17,6 +17,7 @@ from nas.pd_darts import ArchitectureSearch
 from nas.search_and_finetune import run_search
 from nas.search_config import NasConfig, parse_nas_config
 from pipelines.process_group import destroy_distributed
+from pipelines.result import RunResult
 from tests.distributed.spawn import run_on_ranks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,8 +62,12 @@ def test_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_archi
     # The derived model, warm-started from the supernet, scores exactly what the discretized supernet scored.
     finetune = json.loads((run / "finetune" / "metrics.json").read_text())
     assert not finetune["epochs"][0]["trained"]
+    # One format for search and training runs: the same keys; only the search fills its search part.
+    assert set(metrics) == set(finetune) and finetune["search"] is None
+    assert metrics["test"] == finetune["test"] and metrics["epochs"] == finetune["epochs"]
     assert finetune["epochs"][0]["valid"]["click"]["auc"] == pytest.approx(log[-1]["valid"]["click"]["auc"], abs=1e-9)
-    assert metrics["search"]["valid"] == log[-1]["valid"] and metrics["finetune"]["mode"] == "inherit"
+    assert metrics["search"]["valid"] == log[-1]["valid"] and metrics["search"]["finetune"] == "inherit"
+    assert RunResult.read(run).search.supernet_parameters["dense"] > metrics["num_parameters"]["dense"]
     assert set(metrics["test"]) >= {"click", "conversion", "avg_auc"}
     for name in ("decisions.png", "auc_curves.png", "gate_weights.png"):
         assert (run / name).stat().st_size > 1000
@@ -117,7 +122,7 @@ def _search_on_rank(rank: int, config: NasConfig, run_dir: str) -> dict:
     Architecture.load = classmethod(_refuse_to_read)  # this spawned rank only
     run = run_search(config, run_dir)
     dense = {k: v.detach().clone() for k, v in run.model.module.model.dense_arch.state_dict().items()}
-    return {"architecture": run.architecture.to_dict(), "dense": dense, "test": run.metrics["test"]}
+    return {"architecture": run.architecture.to_dict(), "dense": dense, "test": run.result.test}
 
 
 @pytest.mark.slow
@@ -135,7 +140,7 @@ def test_two_rank_search_takes_identical_decisions_and_fine_tunes_identical_weig
 
 def _dense_regression_search(rank: int, config: NasConfig, run_dir: str) -> dict:
     run = run_search(config, run_dir)
-    return {"test": run.metrics["test"], "architecture": run.architecture.to_dict()}
+    return {"test": run.result.test, "architecture": run.architecture.to_dict()}
 
 
 @pytest.mark.slow
