@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
@@ -29,11 +30,13 @@ def _is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def save_checkpoint(model: nn.Module, folder: str | Path, meta: dict, optimizer_state: dict | None = None) -> None:
+def save_checkpoint(model: nn.Module, folder: str | Path, meta: dict, optimizer_state: dict | None = None,
+                    before_commit: Callable[[Path], None] | None = None) -> None:
     """Save ``model.state_dict()`` (sharded tables included) and ``meta`` to ``folder``, atomically.
 
     ``optimizer_state`` (e.g. DMP's ``fused_optimizer.state_dict()``) is stored under the key
-    ``optimizer`` beside the model's keys.
+    ``optimizer`` beside the model's keys. ``before_commit(tmp)`` runs on every rank after the
+    shards are written, to add files of its own before the folder replaces the previous one.
     """
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
@@ -45,6 +48,8 @@ def save_checkpoint(model: nn.Module, folder: str | Path, meta: dict, optimizer_
     if optimizer_state is not None:
         state["optimizer"] = optimizer_state
     dcp.save(state, checkpoint_id=str(tmp))
+    if before_commit is not None:
+        before_commit(tmp)
     _barrier()
     if _is_main():
         atomic_write_json(tmp / META_FILE, meta)

@@ -77,6 +77,7 @@ class TrainConfig:
     seed: int = 0
     run_dir: str = "runs/train"
     overwrite: bool = False  # replace results already in run_dir
+    resume: bool = False  # continue the killed run in run_dir from its state/ (written after every epoch)
 
 
 T = TypeVar("T")
@@ -132,4 +133,5 @@ def parse_train_config(cfg: DictConfig) -> TrainConfig:
         seed=int(cfg.seed),
         run_dir=str(cfg.run_dir),
         overwrite=bool(cfg.overwrite),
+        resume=bool(cfg.resume),
     )

@@ -59,6 +59,13 @@ class EarlyStopping:
             self._bad_epochs += 1
         return improved
 
+    def state(self) -> dict:
+        """What a resumed run needs to continue counting: best value and epoch, bad epochs since."""
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch, "bad_epochs": self._bad_epochs}
+
+    def restore(self, state: dict) -> None:
+        self.best_value, self.best_epoch, self._bad_epochs = state["best_value"], state["best_epoch"], state["bad_epochs"]
+
     @property
     def should_stop(self) -> bool:
         return self._bad_epochs >= self.patience

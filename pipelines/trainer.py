@@ -27,6 +27,7 @@ from pipelines.config import ConfigError, TrainConfig, TrainerConfig
 from pipelines.early_stopping import EarlyStopping, monitored_value, resolve_monitor
 from pipelines.evaluation import evaluate
 from pipelines.result import RESULT_FILE, RunResult
+from pipelines.training_state import STATE_DIR, find_training_state, load_training_state, save_training_state
 from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
 from pipelines.sharding import adam, dense_parameters, shard_model
 from pipelines.train_pipeline import StepPipeline, build_train_pipeline
@@ -176,20 +177,23 @@ class Trainer:
     (the architecture search is this Trainer plus its hooks). ``run_dir`` receives ``config.yaml``
     (``record_config``, resolved), ``metrics.json`` (per-epoch history, best validation metrics, test
     metrics; unless ``write_metrics`` is False) and ``checkpoint/`` (best validation epoch); rank 0 writes.
+    With ``keep_state`` it rewrites ``state/`` after every epoch (``pipelines/training_state.py``), and
+    ``resume`` continues from it: the same epochs, weights and metrics as a run that was never killed.
     """
 
     def __init__(self, dataset_path: str, options: TrainerConfig, seed: int, run_dir: str | Path,
                  build_module: Callable[[Schema], MultiTaskTrain], name: str, hooks: TrainerHooks | None = None, *,
                  static_graph: bool = True, early_stopping: bool = True, write_metrics: bool = True,
-                 record_config: object | None = None) -> None:
+                 record_config: object | None = None, keep_state: bool = False, resume: bool = False) -> None:
         self.dataset_path, self.options, self.seed, self.run_dir = dataset_path, options, seed, Path(run_dir)
         self.build_module, self.name, self.hooks = build_module, name, hooks or TrainerHooks()
         self.static_graph, self.early_stopping, self.write_metrics = static_graph, early_stopping, write_metrics
         self.record_config = record_config
+        self.keep_state, self.resume = keep_state or resume, resume
 
     @classmethod
     def for_model(cls, config: TrainConfig, run_dir: str | Path,
-                  build_dense_arch: Callable[[Schema], nn.Module] | None = None) -> "Trainer":
+                  build_dense_arch: Callable[[Schema], nn.Module] | None = None, keep_state: bool = False) -> "Trainer":
         """The Trainer of a registered model (``config.model``), as ``pipelines.train`` runs it;
         ``build_dense_arch`` builds the dense arch instead of the registry (e.g. from an object in memory)."""
         trainer = config.trainer
@@ -199,7 +203,8 @@ class Trainer:
             model = build_multitask_model(config.model, schema, device=torch.device("meta"), dense_arch=dense_arch)
             return MultiTaskTrain(model, schema.tasks, task_weight_list(schema.tasks, trainer.task_weights))
 
-        return cls(config.dataset.path, trainer, config.seed, run_dir, build_module, config.model.name, record_config=config)
+        return cls(config.dataset.path, trainer, config.seed, run_dir, build_module, config.model.name, record_config=config,
+                   keep_state=keep_state, resume=config.resume)
 
     def setup(self, initialize: Callable[[DistributedModelParallel], None] | None = None) -> None:
         """Build data, model, DMP, optimizers and pipeline; ``initialize`` may warm-start the sharded model."""
@@ -215,10 +220,20 @@ class Trainer:
             initialize(self.model)
         apart = self.hooks.trained_apart(self.model)
         dense = {n: p for n, p in dense_parameters(self.model).items() if id(p) not in apart}
-        self.optimizer = CombinedOptimizer([self.model.fused_optimizer, adam(dense, options.dense_lr, options.dense_weight_decay)])
+        self.dense_optimizer = adam(dense, options.dense_lr, options.dense_weight_decay)
+        self.optimizer = CombinedOptimizer([self.model.fused_optimizer, self.dense_optimizer])
         self.pipeline = build_train_pipeline(self.model, self.optimizer, self.ctx.device, bool(self.schema.sparse))
         self.history: list[dict] = []
         self.hooks.configure(self)
+        self.resumed: dict | None = None
+        if self.resume:
+            folder = find_training_state(self.run_dir)
+            if folder is None:
+                raise ConfigError(f"resume=true, but {self.run_dir} holds no training state ({self.run_dir / STATE_DIR}/)")
+            self.resumed = load_training_state(folder, self.model, self.optimizer, lazy=[self.dense_optimizer])
+            self.history = self.resumed["history"]
+            if self.ctx.is_main:
+                print(f"resuming {self.run_dir} after epoch {self.resumed['epoch']}", flush=True)
         if self.ctx.is_main and self.record_config is not None:
             write_resolved_config(self.run_dir, self.record_config)
 
@@ -234,11 +249,17 @@ class Trainer:
         train_reader = self.readers["train"]
         steps = epoch_steps(train_reader, options.max_steps_per_epoch)
         self.started = time.perf_counter()
-        first = 0
-        if evaluate_start:
+        first = 1 if evaluate_start else 0
+        end = first + (options.epochs if epochs is None else epochs)
+        if self.resumed is not None:
+            stopping.restore(self.resumed["stopping"])
+            self.started -= self.resumed["seconds"]
+            if self.early_stopping and stopping.should_stop:
+                return stopping
+            first = self.resumed["epoch"] + 1
+        elif evaluate_start:
             self._end_epoch({"epoch": 0, "trained": False}, stopping)
-            first = 1
-        for epoch in range(first, first + (options.epochs if epochs is None else epochs)):
+        for epoch in range(first, end):
             record = {"epoch": epoch, **self.hooks.start_epoch(self, epoch), "trained": True}
             self.model.train()
             batches = itertools.islice(train_reader.epoch(epoch), steps)
@@ -265,6 +286,10 @@ class Trainer:
         self.hooks.end_epoch(self, record)
         if self.write_metrics:
             self._write_metrics(stopping)
+        if self.keep_state:
+            meta = {"epoch": record["epoch"], "history": self.history, "stopping": stopping.state(),
+                    "seconds": time.perf_counter() - self.started}
+            save_training_state(self.run_dir, self.model, self.optimizer, meta)
 
     def test(self, stopping: EarlyStopping) -> dict:
         """Reload the best checkpoint and evaluate it on the test split; write and return the result (``metrics.json``)."""
@@ -311,8 +336,11 @@ def format_results(result: RunResult, tasks: Sequence[TaskSpec]) -> str:
 
 def run_training(config: TrainConfig, run_dir: str | Path) -> RunResult:
     """Train, test and write ``run_dir``; returns the result (on every rank)."""
-    check_run_dir(Path(run_dir), config.overwrite)
-    trainer = Trainer.for_model(config, run_dir)
+    if config.resume and config.overwrite:
+        raise ConfigError("resume=true continues the run in run_dir; overwrite=true would replace it: pass one of them")
+    if not config.resume:
+        check_run_dir(Path(run_dir), config.overwrite)
+    trainer = Trainer.for_model(config, run_dir, keep_state=True)
     try:
         trainer.setup()
         stopping = trainer.fit()

@@ -60,7 +60,7 @@ def _train_and_restore(rank: int, dataset: str, run_dir: str) -> dict:
             "trained": trained, "unsharded": unsharded, "untrained": untrained, "restored": restored,
             "dense_state": dense_state,
             "ranks_by_table": {name: [s.placement.rank() for s in p.sharding_spec.shards] for name, p in plan.items()},
-            "keys": keys, "schema_keys": schema.sparse_names, "test": test_metrics["test"],
+            "keys": keys, "schema_keys": schema.sparse_names, "test": test_metrics.test,
         }
     finally:
         trainer.close()

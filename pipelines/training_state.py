@@ -1,0 +1,70 @@
+"""The state a killed training run resumes from: ``run_dir/state/``, rewritten after every epoch.
+
+It holds, with ``torch.distributed.checkpoint``, the model (sharded tables and dense weights), every
+optimizer's state (the fused embedding optimizer's sharded state and the dense Adam's), and in
+``meta.json`` the finished epoch, the epoch history and the early-stopping state; each rank adds its
+torch RNG state (``rng-rank<r>.pt``). ``save_checkpoint`` replaces the folder atomically, so a kill
+during a save leaves the previous state usable (or its ``.state.old`` copy, when the kill fell between
+the two renames). DCP reshards on load, so a state can be resumed at another world size; the RNG
+states are then not restored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torchrec.optim.keyed import KeyedOptimizer
+
+from pipelines.checkpoint import META_FILE, save_checkpoint
+
+STATE_DIR = "state"
+
+
+def _rank_and_size() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def save_training_state(run_dir: Path, model: nn.Module, optimizer: KeyedOptimizer, meta: dict) -> None:
+    """Write ``run_dir/state`` (model, optimizer, ``meta`` plus the world size, every rank's RNG state)."""
+    rank, world_size = _rank_and_size()
+    folder = Path(run_dir) / STATE_DIR
+    rng_file = f"rng-rank{rank}.pt"
+
+    def add_rng_state(tmp: Path) -> None:
+        torch.save(torch.get_rng_state(), tmp / rng_file)
+
+    save_checkpoint(model, folder, {**meta, "world_size": world_size}, optimizer.state_dict(), before_commit=add_rng_state)
+
+
+def find_training_state(run_dir: Path) -> Path | None:
+    """The complete state folder of ``run_dir``: ``state/``, or its old copy when a save was killed mid-swap."""
+    for folder in (Path(run_dir) / STATE_DIR, Path(run_dir) / f".{STATE_DIR}.old"):
+        if (folder / META_FILE).is_file():
+            return folder
+    return None
+
+
+def load_training_state(folder: Path, model: nn.Module, optimizer: KeyedOptimizer, lazy: list[KeyedOptimizer]) -> dict:
+    """Restore ``folder`` into ``model`` and ``optimizer`` in place; returns its meta.
+
+    ``lazy`` optimizers create their state on the first step (Adam); they take a zero-gradient step
+    first so that the state exists to be loaded into (the loaded weights replace any change).
+    """
+    for keyed in lazy:
+        keyed.init_state()
+    state = dict(model.state_dict())
+    state["optimizer"] = optimizer.state_dict()
+    dcp.load(state, checkpoint_id=str(folder))
+    model.load_state_dict({k: v for k, v in state.items() if k != "optimizer"})
+    optimizer.load_state_dict(state["optimizer"])
+    meta = json.loads((folder / META_FILE).read_text())
+    rank, world_size = _rank_and_size()
+    rng = folder / f"rng-rank{rank}.pt"
+    if meta["world_size"] == world_size and rng.is_file():
+        torch.set_rng_state(torch.load(rng))
+    return meta
