@@ -72,7 +72,10 @@ class ParquetSplit:
         for file_index, path in enumerate(self.files):
             if not path.is_file():
                 raise DataError(f"{path}: file not found")
-            metadata = pq.ParquetFile(path).metadata
+            try:
+                metadata = pq.ParquetFile(path).metadata
+            except (pa.ArrowInvalid, OSError) as error:  # truncated, empty or not Parquet at all
+                raise DataError(f"{path}: not a readable Parquet file ({error})") from None
             check_file_columns(path, metadata.schema.to_arrow_schema(), schema)
             file_row = 0
             for row_group in range(metadata.num_row_groups):

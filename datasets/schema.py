@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from common.atomic_files import atomic_write_json, read_json
+from common.errors import InputError
 
 SCHEMA_FILE = "schema.json"
 SCHEMA_VERSION = 1
@@ -26,7 +27,7 @@ SPLITS = ("train", "valid", "test")
 TaskType = Literal["binary", "regression"]
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError):
     """A schema.json that is missing, malformed or inconsistent."""
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.errors import InputError
 from datasets.schema import Schema
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Input data that does not fit the schema (the message names the file and the column)."""
 
 

@@ -29,8 +29,8 @@ from experiments.compare import mean_std_cells
 from nas.search_and_finetune import run_search
 from nas.search_config import NasConfig, parse_nas_config
 from pipelines.config import ConfigError, check_top_level
+from pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
 from pipelines.result import RESULT_FILE, ResultError, RunResult
-from pipelines.hydra_launch import quiet_hydra_on_other_ranks
 
 CELL_FILE = "ablation_cell.json"
 SEARCH_GROUPS = ("dataset", "search_space", "search", "trainer")
@@ -153,6 +153,7 @@ def run_ablation(cfg: DictConfig) -> list[dict]:
 
 
 @hydra.main(config_path="../conf", config_name="ablation", version_base="1.3")
+@report_input_errors
 def main(cfg: DictConfig) -> None:
     run_ablation(cfg)
 

@@ -31,7 +31,7 @@ from nas.search_config import NasConfig, SearchConfig
 from nas.search_space import SearchSpaceConfig
 from experiments.compare_runs import oracle_share, oracle_test_auc
 from pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, check_top_level, typed_group, typed_model
-from pipelines.hydra_launch import quiet_hydra_on_other_ranks
+from pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
 from pipelines.result import RunResult
 from pipelines.trainer import run_training
 
@@ -183,6 +183,7 @@ def run_comparison(config: CompareConfig) -> list[dict]:
 
 
 @hydra.main(config_path="../conf", config_name="compare", version_base="1.3")
+@report_input_errors
 def main(cfg: DictConfig) -> None:
     run_comparison(parse_compare_config(cfg))
 

@@ -20,6 +20,7 @@ from common.atomic_files import atomic_write_text
 from datasets.mmoe_synthetic import MMoEGenerator
 from datasets.synthetic import write_synthetic
 from experiments.compare import CONF, parse_compare_config, run_comparison
+from pipelines.hydra_launch import report_input_errors
 
 CORRELATIONS = (0.0, 0.5, 0.9)
 MODELS = ("shared_bottom", "mmoe", "ple", "automtl")
@@ -45,6 +46,7 @@ def study_table(results: dict[float, list[dict]], options: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@report_input_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.synthetic_study", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=60_000, help="rows per correlation (80/10/10 split)")

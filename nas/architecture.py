@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic_files import atomic_write_json, read_json
+from common.errors import InputError
 from datasets.schema import Schema
 from nas.discretization import is_discretized
 from nas.search_space import expert_name, task_gate_name
@@ -31,7 +32,7 @@ ARCHITECTURE_VERSION = 1
 LINEAR_OPERATIONS = {"skip", "linear"}
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(InputError):
     """An architecture file that is malformed or does not fit the data."""
 
 

@@ -14,10 +14,11 @@ from omegaconf import DictConfig
 
 from nas.search_and_finetune import run_search
 from nas.search_config import parse_nas_config
-from pipelines.hydra_launch import quiet_hydra_on_other_ranks
+from pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
 
 
 @hydra.main(config_path="../conf", config_name="search", version_base="1.3")
+@report_input_errors
 def main(cfg: DictConfig) -> None:
     run_search(parse_nas_config(cfg), HydraConfig.get().runtime.output_dir)
 

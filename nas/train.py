@@ -13,11 +13,12 @@ from omegaconf import DictConfig
 
 import nas.derived  # noqa: F401  (registers model=automtl)
 from pipelines.config import parse_train_config
-from pipelines.hydra_launch import quiet_hydra_on_other_ranks
+from pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
 from pipelines.trainer import run_training
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+@report_input_errors
 def main(cfg: DictConfig) -> None:
     run_training(parse_train_config(cfg), HydraConfig.get().runtime.output_dir)
 

@@ -13,13 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import modules  # noqa: F401  (registers the hand-designed models; model=automtl registers from nas, see nas/train.py)
+from common.errors import InputError  # noqa: I100  (after the registering import above)
 from modules.registry import ModelConfig, model_entry
 
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam")
 SHARDING_TYPES = ("auto", "table_wise", "row_wise", "column_wise", "data_parallel")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config key that is unknown, missing or has a bad value."""
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic_files import atomic_write_json, read_json
+from common.errors import InputError
 
 RESULT_FORMAT = 2
 RESULT_FILE = "metrics.json"
 
 
-class ResultError(ValueError):
+class ResultError(InputError):
     """A metrics.json that is missing, unfinished or of another format."""
 
 

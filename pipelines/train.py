@@ -11,11 +11,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from pipelines.config import parse_train_config
-from pipelines.hydra_launch import quiet_hydra_on_other_ranks
+from pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
 from pipelines.trainer import run_training
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+@report_input_errors
 def main(cfg: DictConfig) -> None:
     config = parse_train_config(cfg)
     run_training(config, HydraConfig.get().runtime.output_dir)

@@ -175,3 +175,13 @@ def test_missing_file_is_named(indexed):
     ghost = folder / "valid" / "ghost.parquet"
     with pytest.raises(DataError, match="ghost.parquet: file not found"):
         ParquetSplit([ghost], schema)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_parquet"])
+def test_a_damaged_file_of_a_split_is_named(indexed, damage):
+    folder, schema = indexed
+    path = split_files(folder, "valid")[-1]
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2] if damage == "truncated" else b"user_id,click\n1,0\n")
+    with pytest.raises(DataError, match=f"{path}: not a readable Parquet file"):
+        ParquetSplit.open(folder, "valid", schema)
