@@ -60,7 +60,7 @@ class ArchitectureSearch(TrainerHooks):
         self.run_dir = Path(run_dir)
         self.trainer = Trainer(config.dataset.path, config.trainer, config.seed, self.run_dir, self._build_module, "search", self,
                                # The supernet's graph changes step to step (discretized blocks): no static DDP graph.
-                               static_graph=False, early_stopping=False, write_metrics=False)
+                               static_graph=False, early_stopping=False, write_metrics=False, label="search ")
 
     def _build_module(self, schema: Schema) -> MultiTaskTrain:
         space = self.config.search_space
@@ -78,12 +78,12 @@ class ArchitectureSearch(TrainerHooks):
     # --- TrainerHooks ---------------------------------------------------------------------------
 
     def trained_apart(self, model: DistributedModelParallel) -> set[int]:
-        self.supernet: DesanSupernet = model.module.model.dense_arch
-        return {id(p) for p in self.supernet.architecture_parameters()}
+        return {id(p) for p in model.module.model.dense_arch.architecture_parameters()}
 
     def configure(self, trainer: Trainer) -> None:
         """The architecture optimizer, and the pipeline of the chosen optimization (eq. 6 or bi-level)."""
         search = self.config.search
+        self.supernet: DesanSupernet = trainer.model.module.model.dense_arch
         apart = self.trained_apart(trainer.model)
         architecture = {n: p for n, p in dense_parameters(trainer.model).items() if id(p) in apart}
         self.architecture_optimizer = adam(architecture, search.arch_lr, search.arch_weight_decay, PausableOptimizer)

@@ -184,12 +184,13 @@ class Trainer:
     def __init__(self, dataset_path: str, options: TrainerConfig, seed: int, run_dir: str | Path,
                  build_module: Callable[[Schema], MultiTaskTrain], name: str, hooks: TrainerHooks | None = None, *,
                  static_graph: bool = True, early_stopping: bool = True, write_metrics: bool = True,
-                 record_config: object | None = None, keep_state: bool = False, resume: bool = False) -> None:
+                 record_config: object | None = None, keep_state: bool = False, resume: bool = False, label: str = "") -> None:
         self.dataset_path, self.options, self.seed, self.run_dir = dataset_path, options, seed, Path(run_dir)
         self.build_module, self.name, self.hooks = build_module, name, hooks or TrainerHooks()
         self.static_graph, self.early_stopping, self.write_metrics = static_graph, early_stopping, write_metrics
         self.record_config = record_config
         self.keep_state, self.resume = keep_state or resume, resume
+        self.label = label  # printed before "epoch N" (e.g. "search ")
 
     @classmethod
     def for_model(cls, config: TrainConfig, run_dir: str | Path,
@@ -264,15 +265,11 @@ class Trainer:
             self.model.train()
             batches = itertools.islice(train_reader.epoch(epoch), steps)
             record.update(train_epoch(self.pipeline, batches, steps, options.batch_size * self.ctx.world_size, self.ctx,
-                                      f"{self._prefix}epoch {epoch}", options.progress))
+                                      f"{self.label}epoch {epoch}", options.progress))
             self._end_epoch(record, stopping)
             if (self.early_stopping and stopping.should_stop) or self.hooks.finished(self, epoch):
                 break
         return stopping
-
-    @property
-    def _prefix(self) -> str:
-        return "" if self.early_stopping else f"{self.name} "
 
     def _end_epoch(self, record: dict, stopping: EarlyStopping) -> None:
         """Validate, checkpoint when best, log and write the metrics so far."""
@@ -307,7 +304,7 @@ class Trainer:
         valid = record["valid"]
         tasks = task_scores_text(valid, self.tasks)
         training = f"train_loss={record['train_loss']:.4f} {record['samples_per_s']:.0f} samples/s" if record["trained"] else "start"
-        print(f"{self._prefix}epoch {record['epoch']}: {training} | valid {tasks} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
+        print(f"{self.label}epoch {record['epoch']}: {training} | valid {tasks} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
               f"{' (best)' if improved else ''}", flush=True)
 
     def _write_metrics(self, stopping: EarlyStopping, test: dict | None = None) -> RunResult:
