@@ -26,11 +26,11 @@ from pipelines.checkpoint import load_checkpoint, save_checkpoint
 from pipelines.config import ConfigError, TrainConfig, TrainerConfig
 from pipelines.early_stopping import EarlyStopping, monitored_value, resolve_monitor
 from pipelines.evaluation import evaluate
-from pipelines.result import RESULT_FILE, RunResult
-from pipelines.training_state import STATE_DIR, find_training_state, load_training_state, save_training_state
 from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
+from pipelines.result import RESULT_FILE, RunResult
 from pipelines.sharding import adam, dense_parameters, shard_model
 from pipelines.train_pipeline import StepPipeline, build_train_pipeline
+from pipelines.training_state import STATE_DIR, find_training_state, load_training_state, save_training_state
 
 RESULT_FILES = (RESULT_FILE, "checkpoint")
 
