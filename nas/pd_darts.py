@@ -30,7 +30,6 @@ from nas.search_config import NasConfig
 from nas.search_log import append_record, describe, snapshot
 from nas.supernet import DesanSupernet
 from pipelines.checkpoint import save_checkpoint
-from pipelines.evaluation import evaluate
 from pipelines.sharding import adam, dense_parameters
 from pipelines.train_pipeline import build_train_pipeline
 from pipelines.trainer import Trainer, TrainerHooks, task_scores_text, task_weight_list
@@ -171,9 +170,7 @@ class ArchitectureSearch(TrainerHooks):
     def _final_record(self, epoch: int, decisions: list[dict]) -> None:
         """Log the once-for-all decisions after the last epoch, with the discretized supernet's validation metrics."""
         trainer = self.trainer
-        record = {"epoch": epoch, "stage": "final", "decisions": decisions,
-                  "valid": evaluate(trainer.model, trainer.readers["valid"], trainer.tasks, trainer.ctx, trainer.options.gauc,
-                                    "valid", trainer.options.progress)}
+        record = {"epoch": epoch, "stage": "final", "decisions": decisions, "valid": trainer.evaluate("valid")}
         self.end_epoch(trainer, record)
         if trainer.ctx.is_main:
             print(f"search end: {len(decisions)} items thresholded at once | valid "

@@ -273,8 +273,7 @@ class Trainer:
 
     def _end_epoch(self, record: dict, stopping: EarlyStopping) -> None:
         """Validate, checkpoint when best, log and write the metrics so far."""
-        options = self.options
-        record["valid"] = evaluate(self.model, self.readers["valid"], self.tasks, self.ctx, options.gauc, "valid", options.progress)
+        record["valid"] = self.evaluate("valid")
         improved = stopping.update(record["epoch"], record["valid"])
         if improved and self.early_stopping:
             save_checkpoint(self.model, self.run_dir / "checkpoint", {"epoch": record["epoch"], self.monitor: stopping.best_value})
@@ -288,12 +287,14 @@ class Trainer:
                     "seconds": time.perf_counter() - self.started}
             save_training_state(self.run_dir, self.model, self.optimizer, meta)
 
-    def test(self, stopping: EarlyStopping) -> dict:
+    def evaluate(self, split: str) -> dict:
+        """Metrics of the model as it is now on ``split`` (``valid`` or ``test``), exact over all ranks."""
+        return evaluate(self.model, self.readers[split], self.tasks, self.ctx, self.options.gauc, split, self.options.progress)
+
+    def test(self, stopping: EarlyStopping) -> RunResult:
         """Reload the best checkpoint and evaluate it on the test split; write and return the result (``metrics.json``)."""
-        options = self.options
         load_checkpoint(self.model, self.run_dir / "checkpoint")
-        test = evaluate(self.model, self.readers["test"], self.tasks, self.ctx, options.gauc, "test", options.progress)
-        return self._write_metrics(stopping, test)
+        return self._write_metrics(stopping, self.evaluate("test"))
 
     def close(self) -> None:
         destroy_distributed()
