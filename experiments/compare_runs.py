@@ -7,6 +7,7 @@ from pathlib import Path
 
 from datasets.schema import SCHEMA_FILE, Schema
 from nas.architecture import Architecture
+from pipelines.hydra_launch import report_input_errors
 from pipelines.result import RunResult
 
 
@@ -53,14 +54,11 @@ def _operations_text(run_dir: Path) -> str:
     return " ".join(f"{name}:{count}" for name, count in histogram.items())
 
 
+@report_input_errors  # a missing or unfinished run, a metrics.json of another format: one line naming the file
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_dirs", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    try:
-        print(comparison_table(args.run_dirs))
-    except ValueError as error:  # ResultError, SchemaError: a message naming the file
-        parser.exit(2, f"error: {error}\n")
+    print(comparison_table(parser.parse_args(argv).run_dirs))
 
 
 if __name__ == "__main__":
