@@ -30,7 +30,8 @@ from nas.search_config import NasConfig
 from nas.search_log import append_record, describe, snapshot
 from nas.supernet import DesanSupernet
 from pipelines.checkpoint import save_checkpoint
-from pipelines.sharding import adam, dense_parameters
+from pipelines.optimizers import adam
+from pipelines.sharding import dense_parameters
 from pipelines.train_pipeline import build_train_pipeline
 from pipelines.trainer import Trainer, TrainerHooks, task_scores_text, task_weight_list
 
@@ -59,7 +60,8 @@ class ArchitectureSearch(TrainerHooks):
         self.run_dir = Path(run_dir)
         self.trainer = Trainer(config.dataset.path, config.trainer, config.seed, self.run_dir, self._build_module, "search", self,
                                # The supernet's graph changes step to step (discretized blocks): no static DDP graph.
-                               static_graph=False, early_stopping=False, write_metrics=False, label="search ")
+                               static_graph=False, early_stopping=False, write_metrics=False, label="search ",
+                               schedule_epochs=config.search.epochs)
 
     def _build_module(self, schema: Schema) -> MultiTaskTrain:
         space = self.config.search_space

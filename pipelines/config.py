@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 import modules  # noqa: F401  (registers the hand-designed models; model=automtl registers from nas, see nas/train.py)
 from common.errors import InputError  # noqa: I100  (after the registering import above)
 from modules.registry import ModelConfig, model_entry
+from pipelines.optimizers import DENSE_OPTIMIZERS, LR_SCHEDULES
 
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam")
 SHARDING_TYPES = ("auto", "table_wise", "row_wise", "column_wise", "data_parallel")
@@ -39,8 +40,12 @@ class TrainerConfig:
     epochs: int = 10
     batch_size: int = 2048  # per rank
     eval_batch_size: int = 8192  # per rank
-    dense_lr: float = 1e-3  # Adam, paper 001's official default
+    dense_optimizer: str = "adam"  # adam (paper 001's official default) or sgd (paper 000)
+    dense_lr: float = 1e-3  # paper 001's official default for Adam
     dense_weight_decay: float = 0.0
+    dense_momentum: float = 0.9  # sgd only
+    lr_schedule: str = "constant"  # or cosine: dense_lr -> min_lr over `epochs` epochs, per step
+    min_lr: float = 0.0  # the end of the cosine schedule
     embedding_optimizer: str = "rowwise_adagrad"  # fused into the backward pass by TorchRec
     embedding_lr: float = 0.05
     task_weights: Optional[dict[str, float]] = None  # e.g. {conversion: 2.0}; unnamed tasks weigh 1.0
@@ -58,6 +63,12 @@ class TrainerConfig:
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"trainer.{key} must be >= 1, got {value}")
+        if self.dense_optimizer not in DENSE_OPTIMIZERS:
+            raise ValueError(f"trainer.dense_optimizer must be one of {DENSE_OPTIMIZERS}, got '{self.dense_optimizer}'")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"trainer.lr_schedule must be one of {LR_SCHEDULES}, got '{self.lr_schedule}'")
+        if not 0.0 <= self.min_lr <= self.dense_lr:
+            raise ValueError(f"trainer.min_lr must lie in [0, dense_lr={self.dense_lr}], got {self.min_lr}")
         if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
             raise ValueError(f"trainer.embedding_optimizer must be one of {EMBEDDING_OPTIMIZERS}, got '{self.embedding_optimizer}'")
         if self.sharding_type not in SHARDING_TYPES:

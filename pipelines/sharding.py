@@ -1,4 +1,4 @@
-"""DistributedModelParallel setup: fused embedding optimizers, a sharding plan, the dense parameters and their Adam."""
+"""DistributedModelParallel setup: fused embedding optimizers, a sharding plan, and which parameters are dense."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from torchrec.distributed.planner.types import TrainerConfig as PlannerTrainerCo
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
-from torchrec.optim.keyed import KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from pipelines.process_group import DistributedContext
@@ -89,10 +88,3 @@ def shard_model(
 def dense_parameters(model: DistributedModelParallel) -> dict[str, nn.Parameter]:
     """The parameters that no fused (in-backward) optimizer updates: dense archs, data-parallel tables aside."""
     return dict(in_backward_optimizer_filter(model.named_parameters()))
-
-
-def adam(
-    parameters: dict[str, nn.Parameter], lr: float, weight_decay: float = 0.0, wrapper: type[KeyedOptimizerWrapper] = KeyedOptimizerWrapper
-) -> KeyedOptimizerWrapper:
-    """A keyed Adam over ``parameters`` (``wrapper`` may be a subclass that changes when it steps)."""
-    return wrapper(parameters, lambda params: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay))

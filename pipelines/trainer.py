@@ -28,7 +28,8 @@ from pipelines.early_stopping import EarlyStopping, monitored_value, resolve_mon
 from pipelines.evaluation import evaluate
 from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
 from pipelines.result import RESULT_FILE, RunResult
-from pipelines.sharding import adam, dense_parameters, shard_model
+from pipelines.optimizers import LearningRateSchedule, dense_optimizer
+from pipelines.sharding import dense_parameters, shard_model
 from pipelines.train_pipeline import StepPipeline, build_train_pipeline
 from pipelines.training_state import STATE_DIR, find_training_state, load_training_state, save_training_state
 
@@ -78,9 +79,10 @@ def task_scores_text(metrics: dict, tasks: Sequence[TaskSpec]) -> str:
 
 def train_epoch(
     pipeline: TrainPipelineSparseDist | StepPipeline, batches: Iterator[Batch], steps: int, samples_per_step: int, ctx: DistributedContext,
-    desc: str, progress: bool = True,
+    desc: str, progress: bool = True, after_step: Callable[[], None] | None = None,
 ) -> dict:
-    """Drive ``pipeline`` over ``batches``; returns the mean loss over all ranks, samples/s and seconds.
+    """Drive ``pipeline`` over ``batches``, calling ``after_step`` after each step; returns the mean
+    loss over all ranks, samples/s and seconds.
 
     The model is detached from the pipeline at the end, so evaluation can call it directly; the
     next ``progress`` call attaches it again.
@@ -95,6 +97,8 @@ def train_epoch(
                 break
             loss_sum += loss.detach()
             step += 1
+            if after_step is not None:
+                after_step()
             bar.update(samples_per_step)
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{float(loss):.4f}")
@@ -184,13 +188,15 @@ class Trainer:
     def __init__(self, dataset_path: str, options: TrainerConfig, seed: int, run_dir: str | Path,
                  build_module: Callable[[Schema], MultiTaskTrain], name: str, hooks: TrainerHooks | None = None, *,
                  static_graph: bool = True, early_stopping: bool = True, write_metrics: bool = True,
-                 record_config: object | None = None, keep_state: bool = False, resume: bool = False, label: str = "") -> None:
+                 record_config: object | None = None, keep_state: bool = False, resume: bool = False, label: str = "",
+                 schedule_epochs: int | None = None) -> None:
         self.dataset_path, self.options, self.seed, self.run_dir = dataset_path, options, seed, Path(run_dir)
         self.build_module, self.name, self.hooks = build_module, name, hooks or TrainerHooks()
         self.static_graph, self.early_stopping, self.write_metrics = static_graph, early_stopping, write_metrics
         self.record_config = record_config
         self.keep_state, self.resume = keep_state or resume, resume
         self.label = label  # printed before "epoch N" (e.g. "search ")
+        self.schedule_epochs = schedule_epochs or options.epochs  # the span of trainer.lr_schedule
 
     @classmethod
     def for_model(cls, config: TrainConfig, run_dir: str | Path,
@@ -221,7 +227,8 @@ class Trainer:
             initialize(self.model)
         apart = self.hooks.trained_apart(self.model)
         dense = {n: p for n, p in dense_parameters(self.model).items() if id(p) not in apart}
-        self.dense_optimizer = adam(dense, options.dense_lr, options.dense_weight_decay)
+        self.dense_optimizer = dense_optimizer(dense, options.dense_optimizer, options.dense_lr, options.dense_weight_decay,
+                                               options.dense_momentum)
         self.optimizer = CombinedOptimizer([self.model.fused_optimizer, self.dense_optimizer])
         self.pipeline = build_train_pipeline(self.model, self.optimizer, self.ctx.device, bool(self.schema.sparse))
         self.history: list[dict] = []
@@ -235,6 +242,9 @@ class Trainer:
             self.history = self.resumed["history"]
             if self.ctx.is_main:
                 print(f"resuming {self.run_dir} after epoch {self.resumed['epoch']}", flush=True)
+        steps = epoch_steps(self.readers["train"], options.max_steps_per_epoch)
+        self.schedule = LearningRateSchedule(self.dense_optimizer, options.lr_schedule, options.dense_lr, options.min_lr,
+                                             self.schedule_epochs * steps, self.resumed["dense_steps"] if self.resumed else 0)
         if self.ctx.is_main and self.record_config is not None:
             write_resolved_config(self.run_dir, self.record_config)
 
@@ -265,7 +275,7 @@ class Trainer:
             self.model.train()
             batches = itertools.islice(train_reader.epoch(epoch), steps)
             record.update(train_epoch(self.pipeline, batches, steps, options.batch_size * self.ctx.world_size, self.ctx,
-                                      f"{self.label}epoch {epoch}", options.progress))
+                                      f"{self.label}epoch {epoch}", options.progress, self.schedule.advance))
             self._end_epoch(record, stopping)
             if (self.early_stopping and stopping.should_stop) or self.hooks.finished(self, epoch):
                 break
@@ -284,7 +294,7 @@ class Trainer:
             self._write_metrics(stopping)
         if self.keep_state:
             meta = {"epoch": record["epoch"], "history": self.history, "stopping": stopping.state(),
-                    "seconds": time.perf_counter() - self.started}
+                    "dense_steps": self.schedule.step, "seconds": time.perf_counter() - self.started}
             save_training_state(self.run_dir, self.model, self.optimizer, meta)
 
     def evaluate(self, split: str) -> dict:
