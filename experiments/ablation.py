@@ -61,7 +61,7 @@ def variant_config(cfg: DictConfig, variant: str, seed: int, run_dir: Path) -> N
     unknown = [o for o in overrides if o.split("=", 1)[0].split(".", 1)[0] not in SEARCH_GROUPS]
     if unknown:
         raise ConfigError(f"variants.{variant}: overrides {unknown} must start with one of {SEARCH_GROUPS}")
-    merged.seed, merged.run_dir, merged.overwrite = seed, str(run_dir), bool(cfg.overwrite)
+    merged.seed, merged.run_dir, merged.overwrite, merged.resume = seed, str(run_dir), bool(cfg.overwrite), False
     try:
         return parse_nas_config(merged)
     except (ConfigError, ValueError) as error:

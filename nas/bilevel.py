@@ -52,10 +52,11 @@ def hold_out_architecture_rows(train: BatchReader, fraction: float, seed: int,
     return weights, architecture
 
 
-def endless(reader: BatchReader) -> Iterator[Batch]:
-    """The reader's batches, epoch after epoch, without end."""
-    for epoch in itertools.count():
-        yield from reader.epoch(epoch)
+def endless(reader: BatchReader, skip: int = 0) -> Iterator[Batch]:
+    """The reader's batches, epoch after epoch, without end, less the first ``skip`` (whole epochs are skipped unread)."""
+    first_epoch, skip = divmod(skip, len(reader))
+    for epoch in itertools.count(first_epoch):
+        yield from itertools.islice(reader.epoch(epoch), skip if epoch == first_epoch else 0, None)
 
 
 class BiLevelPipeline(StepPipeline):
@@ -69,12 +70,19 @@ class BiLevelPipeline(StepPipeline):
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, architecture_optimizer, multitask: MultiTaskModel,
-                 architecture_batches: Iterator[Batch], device: torch.device) -> None:
+                 architecture_reader: BatchReader, device: torch.device) -> None:
         super().__init__(model, optimizer, device)
         self.architecture_optimizer = architecture_optimizer
         self.multitask = multitask
-        self.architecture_batches = architecture_batches
+        self.architecture_reader = architecture_reader
+        self.architecture_batches = endless(architecture_reader)
+        self.architecture_steps = 0  # architecture batches taken, the position a resumed search continues from
         self.architecture_parameters = list(multitask.dense_arch.architecture_parameters())
+
+    def skip_architecture_batches(self, steps: int) -> None:
+        """Continue the architecture batches after the first ``steps`` (a resumed search)."""
+        self.architecture_batches = endless(self.architecture_reader, skip=steps)
+        self.architecture_steps = steps
 
     def progress(self, batches: Iterator[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         output = super().progress(batches)
@@ -84,6 +92,7 @@ class BiLevelPipeline(StepPipeline):
 
     def architecture_step(self) -> None:
         batch = next(self.architecture_batches).to(self.device, non_blocking=True)
+        self.architecture_steps += 1
         self.multitask.freeze_embeddings = True
         try:
             with without_gradient_sync(self.model):

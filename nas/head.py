@@ -13,12 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.distributed.checkpoint as dcp
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedTensor
 
 from nas.architecture import Architecture, ArchitectureError
 from nas.derived import DerivedMultiTaskArch
+from pipelines.checkpoint import load_state
 
 # Where a search run keeps the fine-tuned model, and the dense arch's key prefix inside that checkpoint.
 FINETUNED_CHECKPOINT = Path("finetune") / "checkpoint"
@@ -46,7 +46,7 @@ class SearchedHead(nn.Module):
         if not checkpoint.is_dir():
             raise ArchitectureError(f"{checkpoint} not found: is {run_dir} a finished search run?")
         state = {DENSE_ARCH_PREFIX + name: value for name, value in head.network.state_dict().items()}
-        dcp.load(state, checkpoint_id=str(checkpoint), no_dist=True)
+        load_state(state, checkpoint)
         head.network.load_state_dict({name[len(DENSE_ARCH_PREFIX):]: value for name, value in state.items()})
         return head
 

@@ -24,10 +24,10 @@ from datasets.schema import Schema
 from modules.embeddings import build_embedding_bag_collection
 from modules.multitask import MultiTaskModel, MultiTaskTrain
 from nas.architecture import Architecture
-from nas.bilevel import BiLevelPipeline, endless, hold_out_architecture_rows
+from nas.bilevel import BiLevelPipeline, hold_out_architecture_rows
 from nas.discretization import KINDS, Decision, Kind, apply_decisions, is_discretized, next_decisions, undecided_count
 from nas.search_config import NasConfig
-from nas.search_log import append_record, describe, snapshot
+from nas.search_log import append_record, describe, rewrite_log, snapshot
 from nas.supernet import DesanSupernet
 from pipelines.checkpoint import save_checkpoint
 from pipelines.optimizers import adam
@@ -61,7 +61,7 @@ class ArchitectureSearch(TrainerHooks):
         self.trainer = Trainer(config.dataset.path, config.trainer, config.seed, self.run_dir, self._build_module, "search", self,
                                # The supernet's graph changes step to step (discretized blocks): no static DDP graph.
                                static_graph=False, early_stopping=False, write_metrics=False, label="search ",
-                               schedule_epochs=config.search.epochs)
+                               schedule_epochs=config.search.epochs, keep_state=True, resume=config.resume)
 
     def _build_module(self, schema: Schema) -> MultiTaskTrain:
         space = self.config.search_space
@@ -88,19 +88,36 @@ class ArchitectureSearch(TrainerHooks):
         apart = self.trained_apart(trainer.model)
         architecture = {n: p for n, p in dense_parameters(trainer.model).items() if id(p) in apart}
         self.architecture_optimizer = adam(architecture, search.arch_lr, search.arch_weight_decay, PausableOptimizer)
+        trainer.state_optimizers.append(self.architecture_optimizer)
         if search.optimization == "bi_level":
             trainer.readers["train"], architecture_reader = hold_out_architecture_rows(
                 trainer.readers["train"], search.architecture_fraction, self.config.seed, search.architecture_batch_size)
             trainer.pipeline = BiLevelPipeline(trainer.model, trainer.optimizer, self.architecture_optimizer,
-                                               trainer.model.module.model, endless(architecture_reader), trainer.ctx.device)
+                                               trainer.model.module.model, architecture_reader, trainer.ctx.device)
         else:  # single-level (eq. 6): w, alpha and beta step on the same training batches
             trainer.optimizer = CombinedOptimizer([trainer.optimizer, self.architecture_optimizer])
             trainer.pipeline = build_train_pipeline(trainer.model, trainer.optimizer, trainer.ctx.device, bool(trainer.schema.sparse))
         self.stages = ["warmup_weights"] * search.warmup_weights_epochs + ["warmup_joint"] * search.warmup_joint_epochs
+        # Every discretization epoch decides at least one item: this bounds the loop (counted on the
+        # fresh supernet, so a resumed search has the same bound); `finished` ends it.
+        self.epoch_limit = max(search.epochs, len(self.stages)) + undecided_count(self.supernet) + 1
         self.records: list[dict] = []
         self.log_path = self.run_dir / "search_log.jsonl"
         if trainer.ctx.is_main:
             self.log_path.unlink(missing_ok=True)
+
+    def state(self, trainer: Trainer) -> dict:
+        """The architecture batches taken so far (bi-level); alpha, beta, the decisions and their optimizer are in the model and optimizer state."""
+        pipeline = trainer.pipeline
+        return {"architecture_steps": pipeline.architecture_steps if isinstance(pipeline, BiLevelPipeline) else 0}
+
+    def restore(self, trainer: Trainer, state: dict) -> None:
+        """Continue the architecture batches where they stopped, and the search log from the saved epochs."""
+        if isinstance(trainer.pipeline, BiLevelPipeline):
+            trainer.pipeline.skip_architecture_batches(state["architecture_steps"])
+        self.records = list(trainer.history)
+        if trainer.ctx.is_main:  # drop what a killed run logged after its last saved epoch
+            rewrite_log(self.log_path, self.records)
 
     def start_epoch(self, trainer: Trainer, epoch: int) -> dict:
         """Set the epoch's stage; in the discretization epochs decide the next items first."""
@@ -140,16 +157,13 @@ class ArchitectureSearch(TrainerHooks):
 
     def search(self) -> Architecture:
         """Run Algorithm 1 up to a regular network; write and return its architecture."""
-        trainer, search = self.trainer, self.config.search
-        started = time.perf_counter()
-        # Every discretization epoch decides at least one item: this bounds the loop; `finished` ends it.
-        limit = max(search.epochs, len(self.stages)) + undecided_count(self.supernet) + 1
-        trainer.fit(epochs=limit)
+        trainer = self.trainer
+        trainer.fit(epochs=self.epoch_limit)
         epoch = self.records[-1]["epoch"] + 1
         self.supernet.auxiliary_skip, self.supernet.gumbel_temperature = 0.0, None
         if not is_discretized(self.supernet):  # items with `final` discretization: thresholded once, now
             self._final_record(epoch, self._decide(undecided_count(self.supernet), KINDS))
-        self.search_seconds = time.perf_counter() - started
+        self.search_seconds = time.perf_counter() - trainer.started  # a resumed search counts its earlier epochs too
         architecture = Architecture.from_supernet(self.supernet, trainer.schema.fingerprint())
         if trainer.ctx.is_main:
             architecture.save(self.run_dir / "architecture.json")

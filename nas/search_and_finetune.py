@@ -29,13 +29,14 @@ from nas.explain import average_task_gate_weights
 from nas.pd_darts import ArchitectureSearch, warm_start
 from nas.report import plot_auc_curves, plot_decision_timeline, plot_gate_heatmap, summary_markdown
 from nas.search_config import NasConfig
-from pipelines.config import TrainConfig
+from pipelines.config import ConfigError, TrainConfig
 from pipelines.process_group import destroy_distributed
 from pipelines.result import RunResult, SearchPart
 from pipelines.trainer import Trainer, check_run_dir, format_results, write_resolved_config
+from pipelines.training_state import discard_training_state, find_training_state
 
 
-def finetune_config(config: NasConfig, run_dir: Path) -> TrainConfig:
+def finetune_config(config: NasConfig, run_dir: Path, resume: bool) -> TrainConfig:
     """Training config of the derived model: the search's trainer options, as every baseline's (N3 = ``trainer.epochs``)."""
     return TrainConfig(
         dataset=config.dataset,
@@ -46,6 +47,7 @@ def finetune_config(config: NasConfig, run_dir: Path) -> TrainConfig:
         seed=config.seed,
         run_dir=str(run_dir / "finetune"),
         overwrite=config.overwrite,
+        resume=resume,
     )
 
 
@@ -59,28 +61,44 @@ class SearchRun:
 
 
 def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
-    """Search, fine-tune and test; returns the run (on every rank; the process group is closed)."""
+    """Search, fine-tune and test; returns the run (on every rank; the process group is closed).
+
+    Both phases keep a state folder (``state/``, ``finetune/state/``); with ``config.resume`` a killed
+    run continues from them: the search from its last saved epoch (a finished search is set up again
+    from its final state, which redoes only the last thresholding), then fine-tuning from its own
+    state, or from its start when it had saved none.
+    """
     run_dir = Path(run_dir)
-    check_run_dir(run_dir, config.overwrite)
+    finetune_dir = run_dir / "finetune"
+    if config.resume and config.overwrite:
+        raise ConfigError("resume=true continues the run in run_dir; overwrite=true would replace it: pass one of them")
+    if not config.resume:
+        check_run_dir(run_dir, config.overwrite)
     started = time.perf_counter()
     search = ArchitectureSearch(config, run_dir)
     try:
         search.setup()
         if search.trainer.ctx.is_main:
             write_resolved_config(run_dir, config)
+            if not config.resume:
+                discard_training_state(finetune_dir)
         architecture = search.search()
         schema = search.trainer.schema
         derived = derive_from_supernet(search.supernet, schema.fingerprint())
         inherit = config.search.finetune == "inherit"
         # The architecture reaches fine-tuning in memory (every rank derived it from the same broadcast
         # decisions); finetune/config.yaml names architecture.json, the record.
-        trainer = Trainer.for_model(finetune_config(config, run_dir), run_dir / "finetune",
-                                    build_dense_arch=lambda schema: DerivedMultiTaskArch(architecture))
-        trainer.setup(initialize=warm_start(run_dir / "supernet", derived.state_dict()) if inherit else None)
+        resume_finetune = config.resume and find_training_state(finetune_dir) is not None
+        trainer = Trainer.for_model(finetune_config(config, run_dir, resume_finetune), finetune_dir,
+                                    build_dense_arch=lambda schema: DerivedMultiTaskArch(architecture), keep_state=True)
+        inherited = warm_start(run_dir / "supernet", derived.state_dict()) if inherit and not resume_finetune else None
+        trainer.setup(initialize=inherited)
         stopping = trainer.fit(evaluate_start=inherit)
         finetuned = trainer.test(stopping)
         gate_weights = average_task_gate_weights(trainer.model, trainer.readers["valid"], trainer.ctx)
-        result = dataclasses.replace(finetuned, wall_time_s=time.perf_counter() - started, search=SearchPart(
+        # Wall time of the whole job: this process's, plus what the states recorded before a kill.
+        earlier = search.trainer.resumed_seconds + trainer.resumed_seconds
+        result = dataclasses.replace(finetuned, wall_time_s=time.perf_counter() - started + earlier, search=SearchPart(
             epochs=len(search.records), seconds=search.search_seconds,
             samples_per_s=[r["samples_per_s"] for r in search.records if "samples_per_s" in r],
             valid=search.records[-1]["valid"],  # the discretized supernet's

@@ -116,6 +116,7 @@ class NasConfig:
     seed: int = 0
     run_dir: str = "runs/search"
     overwrite: bool = False
+    resume: bool = False  # continue the killed search or fine-tune in run_dir from its state/ folders
 
 
 def parse_nas_config(cfg: DictConfig) -> NasConfig:
@@ -129,4 +130,5 @@ def parse_nas_config(cfg: DictConfig) -> NasConfig:
         seed=int(cfg.seed),
         run_dir=str(cfg.run_dir),
         overwrite=bool(cfg.overwrite),
+        resume=bool(cfg.resume),
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from common.atomic_files import atomic_write_text
 from nas.discretization import Decision
 from nas.search_space import expert_name
 from nas.supernet import DesanSupernet
@@ -56,6 +57,11 @@ def snapshot(supernet: DesanSupernet) -> dict:
             for g, (name, row) in enumerate(zip(supernet.gate_names, connections, strict=True))
         },
     }
+
+
+def rewrite_log(path: Path, records: list[dict]) -> None:
+    """Replace the log with ``records`` (a resumed search drops what was logged after its saved state)."""
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 def append_record(path: Path, record: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -57,12 +58,20 @@ def save_checkpoint(model: nn.Module, folder: str | Path, meta: dict, optimizer_
     _barrier()
 
 
+def load_state(state: dict, folder: str | Path) -> None:
+    """``dcp.load`` of ``folder`` into ``state`` in place, under a process group or in a single process
+    (where DCP's notice that it assumes a single process is what was meant, so it is not shown)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        dcp.load(state, checkpoint_id=str(folder))
+
+
 def load_checkpoint(model: nn.Module, folder: str | Path) -> dict:
     """Load ``folder`` into ``model`` in place; return the saved ``meta``."""
     folder = Path(folder)
     if not (folder / META_FILE).is_file():
         raise FileNotFoundError(f"no checkpoint at {folder} (expected {folder / META_FILE})")
     state = model.state_dict()
-    dcp.load(state, checkpoint_id=str(folder))
+    load_state(state, folder)
     model.load_state_dict(state)
     return json.loads((folder / META_FILE).read_text())

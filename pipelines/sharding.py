@@ -88,3 +88,24 @@ def shard_model(
 def dense_parameters(model: DistributedModelParallel) -> dict[str, nn.Parameter]:
     """The parameters that no fused (in-backward) optimizer updates: dense archs, data-parallel tables aside."""
     return dict(in_backward_optimizer_filter(model.named_parameters()))
+
+
+def average_batchnorm_statistics(model: nn.Module) -> None:
+    """Average every BatchNorm's running mean and variance over the ranks, in place.
+
+    DDP (TorchRec's wrapper does not broadcast buffers) leaves each rank with running statistics of
+    its own batches, so ranks would evaluate different models and a checkpoint (rank 0's copy) would
+    not be the model that was validated. Averaged at the end of every epoch, the ranks agree again;
+    one process is unchanged.
+    """
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    buffers = [buffer for module in model.modules() if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats
+               for buffer in (module.running_mean, module.running_var)]
+    if not buffers:
+        return
+    flat = torch.cat([buffer.flatten() for buffer in buffers])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    for buffer, averaged in zip(buffers, flat.split([b.numel() for b in buffers])):
+        buffer.copy_(averaged.view_as(buffer))

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
-from torchrec.optim.keyed import CombinedOptimizer
+from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer
 from tqdm import tqdm
 
 from common.atomic_files import atomic_write_text
@@ -29,9 +29,11 @@ from pipelines.evaluation import evaluate
 from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
 from pipelines.result import RESULT_FILE, RunResult
 from pipelines.optimizers import LearningRateSchedule, dense_optimizer
-from pipelines.sharding import dense_parameters, shard_model
+from pipelines.sharding import average_batchnorm_statistics, dense_parameters, shard_model
 from pipelines.train_pipeline import StepPipeline, build_train_pipeline
-from pipelines.training_state import STATE_DIR, find_training_state, load_training_state, save_training_state
+from pipelines.training_state import (
+    STATE_DIR, discard_training_state, find_training_state, load_training_state, save_training_state,
+)
 
 RESULT_FILES = (RESULT_FILE, "checkpoint")
 
@@ -158,7 +160,15 @@ class TrainerHooks:
         return set()
 
     def configure(self, trainer: "Trainer") -> None:
-        """Called once the model, optimizer and pipeline exist; may add optimizers, readers or a pipeline."""
+        """Called once the model, optimizer and pipeline exist; may add optimizers, readers or a pipeline
+        (an optimizer of its own joins ``trainer.state_optimizers``, so that resuming restores it)."""
+
+    def state(self, trainer: "Trainer") -> dict:
+        """What the hooks need besides the model and optimizers to resume (JSON), saved after every epoch."""
+        return {}
+
+    def restore(self, trainer: "Trainer", state: dict) -> None:
+        """Take back ``state`` (what ``state`` returned) when the Trainer resumes."""
 
     def start_epoch(self, trainer: "Trainer", epoch: int) -> dict:
         """Called before an epoch trains; returns extra fields of its record."""
@@ -231,17 +241,23 @@ class Trainer:
                                                options.dense_momentum)
         self.optimizer = CombinedOptimizer([self.model.fused_optimizer, self.dense_optimizer])
         self.pipeline = build_train_pipeline(self.model, self.optimizer, self.ctx.device, bool(self.schema.sparse))
+        self.state_optimizers: list[KeyedOptimizer] = [self.dense_optimizer]  # saved with the fused one in state/
         self.history: list[dict] = []
         self.hooks.configure(self)
         self.resumed: dict | None = None
+        self.resumed_seconds = 0.0  # training time the resumed state had already spent
         if self.resume:
             folder = find_training_state(self.run_dir)
             if folder is None:
                 raise ConfigError(f"resume=true, but {self.run_dir} holds no training state ({self.run_dir / STATE_DIR}/)")
-            self.resumed = load_training_state(folder, self.model, self.optimizer, lazy=[self.dense_optimizer])
+            self.resumed = load_training_state(folder, self.model, self.model.fused_optimizer, self.state_optimizers)
             self.history = self.resumed["history"]
+            self.resumed_seconds = self.resumed["seconds"]
+            self.hooks.restore(self, self.resumed["hooks"])
             if self.ctx.is_main:
                 print(f"resuming {self.run_dir} after epoch {self.resumed['epoch']}", flush=True)
+        elif self.keep_state and self.ctx.is_main:
+            discard_training_state(self.run_dir)
         steps = epoch_steps(self.readers["train"], options.max_steps_per_epoch)
         self.schedule = LearningRateSchedule(self.dense_optimizer, options.lr_schedule, options.dense_lr, options.min_lr,
                                              self.schedule_epochs * steps, self.resumed["dense_steps"] if self.resumed else 0)
@@ -264,8 +280,8 @@ class Trainer:
         end = first + (options.epochs if epochs is None else epochs)
         if self.resumed is not None:
             stopping.restore(self.resumed["stopping"])
-            self.started -= self.resumed["seconds"]
-            if self.early_stopping and stopping.should_stop:
+            self.started -= self.resumed_seconds
+            if (self.early_stopping and stopping.should_stop) or self.hooks.finished(self, self.resumed["epoch"]):
                 return stopping
             first = self.resumed["epoch"] + 1
         elif evaluate_start:
@@ -276,6 +292,7 @@ class Trainer:
             batches = itertools.islice(train_reader.epoch(epoch), steps)
             record.update(train_epoch(self.pipeline, batches, steps, options.batch_size * self.ctx.world_size, self.ctx,
                                       f"{self.label}epoch {epoch}", options.progress, self.schedule.advance))
+            average_batchnorm_statistics(self.model)
             self._end_epoch(record, stopping)
             if (self.early_stopping and stopping.should_stop) or self.hooks.finished(self, epoch):
                 break
@@ -294,8 +311,9 @@ class Trainer:
             self._write_metrics(stopping)
         if self.keep_state:
             meta = {"epoch": record["epoch"], "history": self.history, "stopping": stopping.state(),
-                    "dense_steps": self.schedule.step, "seconds": time.perf_counter() - self.started}
-            save_training_state(self.run_dir, self.model, self.optimizer, meta)
+                    "dense_steps": self.schedule.step, "seconds": time.perf_counter() - self.started,
+                    "hooks": self.hooks.state(self)}
+            save_training_state(self.run_dir, self.model, self.model.fused_optimizer, self.state_optimizers, meta)
 
     def evaluate(self, split: str) -> dict:
         """Metrics of the model as it is now on ``split`` (``valid`` or ``test``), exact over all ranks."""

@@ -1,8 +1,10 @@
 """The state a killed training run resumes from: ``run_dir/state/``, rewritten after every epoch.
 
-It holds, with ``torch.distributed.checkpoint``, the model (sharded tables and dense weights), every
-optimizer's state (the fused embedding optimizer's sharded state and the dense Adam's), and in
-``meta.json`` the finished epoch, the epoch history and the early-stopping state; each rank adds its
+It holds, with ``torch.distributed.checkpoint``, the model (sharded tables and dense weights, a
+supernet's alpha, beta and decision buffers), every optimizer's state (the fused embedding
+optimizer's sharded state, the dense optimizer's, a search's architecture optimizer's), and in
+``meta.json`` the finished epoch, the epoch history, the early-stopping state, the dense step count
+and what the Trainer's hooks keep (``TrainerHooks.state``); each rank adds its
 torch RNG state (``rng-rank<r>.pt``). ``save_checkpoint`` replaces the folder atomically, so a kill
 during a save leaves the previous state usable (or its ``.state.old`` copy, when the kill fell between
 the two renames). DCP reshards on load, so a state can be resumed at another world size; the RNG
@@ -12,13 +14,14 @@ states are then not restored.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torchrec.optim.keyed import KeyedOptimizer
+from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer
 
 from pipelines.checkpoint import META_FILE, save_checkpoint
 
@@ -29,8 +32,13 @@ def _rank_and_size() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def save_training_state(run_dir: Path, model: nn.Module, optimizer: KeyedOptimizer, meta: dict) -> None:
-    """Write ``run_dir/state`` (model, optimizer, ``meta`` plus the world size, every rank's RNG state)."""
+def _combined(fused: KeyedOptimizer, optimizers: list[KeyedOptimizer]) -> CombinedOptimizer:
+    return CombinedOptimizer([fused, *optimizers])
+
+
+def save_training_state(run_dir: Path, model: nn.Module, fused: KeyedOptimizer, optimizers: list[KeyedOptimizer], meta: dict) -> None:
+    """Write ``run_dir/state``: the model, the fused embedding optimizer and ``optimizers`` (dense,
+    architecture), ``meta`` plus the world size, and every rank's RNG state."""
     rank, world_size = _rank_and_size()
     folder = Path(run_dir) / STATE_DIR
     rng_file = f"rng-rank{rank}.pt"
@@ -38,7 +46,14 @@ def save_training_state(run_dir: Path, model: nn.Module, optimizer: KeyedOptimiz
     def add_rng_state(tmp: Path) -> None:
         torch.save(torch.get_rng_state(), tmp / rng_file)
 
-    save_checkpoint(model, folder, {**meta, "world_size": world_size}, optimizer.state_dict(), before_commit=add_rng_state)
+    save_checkpoint(model, folder, {**meta, "world_size": world_size}, _combined(fused, optimizers).state_dict(),
+                    before_commit=add_rng_state)
+
+
+def discard_training_state(run_dir: Path) -> None:
+    """Remove ``run_dir``'s state folders (a fresh run must never resume an older run's state)."""
+    for folder in (Path(run_dir) / STATE_DIR, Path(run_dir) / f".{STATE_DIR}.old", Path(run_dir) / f"{STATE_DIR}.tmp"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def find_training_state(run_dir: Path) -> Path | None:
@@ -49,14 +64,16 @@ def find_training_state(run_dir: Path) -> Path | None:
     return None
 
 
-def load_training_state(folder: Path, model: nn.Module, optimizer: KeyedOptimizer, lazy: list[KeyedOptimizer]) -> dict:
-    """Restore ``folder`` into ``model`` and ``optimizer`` in place; returns its meta.
+def load_training_state(folder: Path, model: nn.Module, fused: KeyedOptimizer, optimizers: list[KeyedOptimizer]) -> dict:
+    """Restore ``folder`` into ``model`` and the optimizers in place; returns its meta.
 
-    ``lazy`` optimizers create their state on the first step (Adam); they take a zero-gradient step
-    first so that the state exists to be loaded into (the loaded weights replace any change).
+    ``optimizers`` create their state on the first step (Adam, SGD's momentum); they take a
+    zero-gradient step first so that the state exists to be loaded into (the loaded weights replace
+    any change).
     """
-    for keyed in lazy:
+    for keyed in optimizers:
         keyed.init_state()
+    optimizer = _combined(fused, optimizers)
     state = dict(model.state_dict())
     state["optimizer"] = optimizer.state_dict()
     dcp.load(state, checkpoint_id=str(folder))
