@@ -124,7 +124,7 @@ def typed_model(node: Any) -> ModelConfig:
     try:
         entry = model_entry(node.name)
     except KeyError as error:
-        hint = "; model=automtl is trained by `python -m nas.train`" if node.name == "automtl" else ""
+        hint = "; model=automtl is registered by the nas entry points (`python -m nas.train`, `python -m nas.predict`)" if node.name == "automtl" else ""
         raise ConfigError(f"model.name: {error.args[0]}{hint}") from None
     return typed_group(node, entry.config_class, "model")
 
