@@ -90,8 +90,9 @@ class ArchitectureSearch(TrainerHooks):
         self.architecture_optimizer = adam(architecture, search.arch_lr, search.arch_weight_decay, PausableOptimizer)
         trainer.state_optimizers.append(self.architecture_optimizer)
         if search.optimization == "bi_level":
+            architecture_batch = trainer.rows_per_rank(search.architecture_batch_size, "search.architecture_batch_size")
             trainer.readers["train"], architecture_reader = hold_out_architecture_rows(
-                trainer.readers["train"], search.architecture_fraction, self.config.seed, search.architecture_batch_size)
+                trainer.readers["train"], search.architecture_fraction, self.config.seed, architecture_batch)
             trainer.pipeline = BiLevelPipeline(trainer.model, trainer.optimizer, self.architecture_optimizer,
                                                trainer.model.module.model, architecture_reader, trainer.ctx.device)
         else:  # single-level (eq. 6): w, alpha and beta step on the same training batches

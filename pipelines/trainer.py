@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from dataclasses import asdict, dataclass
 import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -32,7 +34,7 @@ from pipelines.optimizers import LearningRateSchedule, dense_optimizer
 from pipelines.sharding import average_batchnorm_statistics, dense_parameters, shard_model
 from pipelines.train_pipeline import StepPipeline, build_train_pipeline
 from pipelines.training_state import (
-    STATE_DIR, discard_training_state, find_training_state, load_training_state, save_training_state,
+    STATE_DIR, discard_training_state, find_training_state, load_training_state, read_state_meta, save_training_state,
 )
 
 RESULT_FILES = (RESULT_FILE, "checkpoint")
@@ -207,6 +209,7 @@ class Trainer:
         self.keep_state, self.resume = keep_state or resume, resume
         self.label = label  # printed before "epoch N" (e.g. "search ")
         self.schedule_epochs = schedule_epochs or options.epochs  # the span of trainer.lr_schedule
+        self.batch_scale = Fraction(1)  # the resumed run's ranks over this run's (per-rank sizes scale by it)
 
     @classmethod
     def for_model(cls, config: TrainConfig, run_dir: str | Path,
@@ -229,6 +232,9 @@ class Trainer:
         run = prepare_run(self.dataset_path, options, self.seed)
         self.ctx, self.schema, self.readers, self.monitor = run.ctx, run.schema, run.readers, run.monitor
         self.tasks = self.schema.tasks
+        self.state_folder = self._state_to_resume() if self.resume else None
+        if self.state_folder is not None:
+            options = self._keep_global_batch(read_state_meta(self.state_folder))
         module = self.build_module(self.schema)
         self.num_parameters = count_parameters(module)
         self.model = shard_model(module, self.ctx, options.embedding_optimizer, options.embedding_lr, options.sharding_type,
@@ -246,11 +252,8 @@ class Trainer:
         self.hooks.configure(self)
         self.resumed: dict | None = None
         self.resumed_seconds = 0.0  # training time the resumed state had already spent
-        if self.resume:
-            folder = find_training_state(self.run_dir)
-            if folder is None:
-                raise ConfigError(f"resume=true, but {self.run_dir} holds no training state ({self.run_dir / STATE_DIR}/)")
-            self.resumed = load_training_state(folder, self.model, self.model.fused_optimizer, self.state_optimizers)
+        if self.state_folder is not None:
+            self.resumed = load_training_state(self.state_folder, self.model, self.model.fused_optimizer, self.state_optimizers)
             self.history = self.resumed["history"]
             self.resumed_seconds = self.resumed["seconds"]
             self.hooks.restore(self, self.resumed["hooks"])
@@ -263,6 +266,33 @@ class Trainer:
                                              self.schedule_epochs * steps, self.resumed["dense_steps"] if self.resumed else 0)
         if self.ctx.is_main and self.record_config is not None:
             write_resolved_config(self.run_dir, self.record_config)
+
+    def _state_to_resume(self) -> Path:
+        folder = find_training_state(self.run_dir)
+        if folder is None:
+            raise ConfigError(f"resume=true, but {self.run_dir} holds no training state ({self.run_dir / STATE_DIR}/)")
+        return folder
+
+    def _keep_global_batch(self, saved: dict) -> TrainerConfig:
+        """Resuming on another number of ranks: the saved run's global batch, split over this world
+        (``rows_per_rank`` rescales other per-rank sizes the same way); the readers follow."""
+        self.batch_scale = Fraction(saved["world_size"], self.ctx.world_size)
+        batch_size = self.rows_per_rank(saved["batch_size"], "trainer.batch_size")
+        if batch_size != self.options.batch_size:
+            self.options = dataclasses.replace(self.options, batch_size=batch_size)
+            self.readers = open_readers(self.dataset_path, self.schema, self.options, self.ctx, self.seed)
+            if self.ctx.is_main:
+                print(f"resuming {saved['world_size']} ranks' state on {self.ctx.world_size}: "
+                      f"trainer.batch_size={batch_size} per rank keeps the global batch", flush=True)
+        return self.options
+
+    def rows_per_rank(self, rows: int, key: str) -> int:
+        """A per-rank row count of the run being resumed, on this run's ranks (the same rows in all)."""
+        scaled = rows * self.batch_scale
+        if scaled.denominator != 1:
+            raise ConfigError(f"resume on {self.ctx.world_size} ranks: {key}={rows} per rank on "
+                              f"{self.batch_scale * self.ctx.world_size} ranks does not split evenly over {self.ctx.world_size}")
+        return int(scaled)
 
     def fit(self, evaluate_start: bool = False, epochs: int | None = None) -> EarlyStopping:
         """Train up to ``epochs`` (default ``trainer.epochs``), checkpointing the best validation epoch;
@@ -311,7 +341,8 @@ class Trainer:
             self._write_metrics(stopping)
         if self.keep_state:
             meta = {"epoch": record["epoch"], "history": self.history, "stopping": stopping.state(),
-                    "dense_steps": self.schedule.step, "seconds": time.perf_counter() - self.started,
+                    "dense_steps": self.schedule.step, "batch_size": self.options.batch_size,
+                    "seconds": time.perf_counter() - self.started,
                     "hooks": self.hooks.state(self)}
             save_training_state(self.run_dir, self.model, self.model.fused_optimizer, self.state_optimizers, meta)
 

@@ -64,6 +64,11 @@ def find_training_state(run_dir: Path) -> Path | None:
     return None
 
 
+def read_state_meta(folder: Path) -> dict:
+    """``meta.json`` of a state folder (epoch, history, world size, batch size, ...)."""
+    return json.loads((folder / META_FILE).read_text())
+
+
 def load_training_state(folder: Path, model: nn.Module, fused: KeyedOptimizer, optimizers: list[KeyedOptimizer]) -> dict:
     """Restore ``folder`` into ``model`` and the optimizers in place; returns its meta.
 
@@ -79,7 +84,7 @@ def load_training_state(folder: Path, model: nn.Module, fused: KeyedOptimizer, o
     dcp.load(state, checkpoint_id=str(folder))
     model.load_state_dict({k: v for k, v in state.items() if k != "optimizer"})
     optimizer.load_state_dict(state["optimizer"])
-    meta = json.loads((folder / META_FILE).read_text())
+    meta = read_state_meta(folder)
     rank, world_size = _rank_and_size()
     rng = folder / f"rng-rank{rank}.pt"
     if meta["world_size"] == world_size and rng.is_file():
