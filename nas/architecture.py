@@ -1,8 +1,8 @@
 """``architecture.json``: the searched multi-task architecture, human-readable and versioned.
 
-Layout (version 1)::
+Layout (version 2; version 1 lacked ``task_types``)::
 
-    {"version": 1, "schema_fingerprint": "...", "tasks": [...],
+    {"version": 2, "schema_fingerprint": "...", "tasks": [...], "task_types": ["binary", ...],
      "sparse_features": [...], "dense_features": [...],        # the inputs the search saw
      "embedding_dim": 16, "block_width": 64, "tower_hidden": [128, 64], "gate_normalization": "selected",
      "mlp_batchnorm": false,                                    # optional, false when absent
@@ -28,7 +28,7 @@ from nas.discretization import is_discretized
 from nas.search_space import expert_name, task_gate_name
 from nas.supernet import DesanSupernet
 
-ARCHITECTURE_VERSION = 1
+ARCHITECTURE_VERSION = 2
 LINEAR_OPERATIONS = {"skip", "linear"}
 
 
@@ -56,6 +56,7 @@ class Architecture:
 
     schema_fingerprint: str
     tasks: list[str]
+    task_types: list[str]  # per task: binary (logits -> sigmoid) or regression (the value itself)
     sparse_features: list[str]
     dense_features: list[str]
     embedding_dim: int
@@ -68,10 +69,12 @@ class Architecture:
     version: int = ARCHITECTURE_VERSION
 
     @classmethod
-    def from_supernet(cls, supernet: DesanSupernet, schema_fingerprint: str) -> "Architecture":
-        """Read the decisions of a fully discretized supernet."""
+    def from_supernet(cls, supernet: DesanSupernet, schema: Schema) -> "Architecture":
+        """Read the decisions of a fully discretized supernet searched on ``schema``."""
         if not is_discretized(supernet):
             raise ArchitectureError("the supernet still has undecided blocks, features or connections")
+        if schema.task_names != supernet.task_names:
+            raise ArchitectureError(f"the supernet's tasks {supernet.task_names} are not the schema's {schema.task_names}")
         config, n = supernet.config, supernet.config.num_experts
         inputs = supernet.sparse_names + supernet.dense_names
         operations = config.candidate_operations
@@ -89,7 +92,8 @@ class Architecture:
             lower_layer = g // n if g < n * (config.num_layers - 1) else config.num_layers - 1
             experts = [expert_name(lower_layer, i) for i, kept in enumerate(supernet.connection_kept[g].tolist()) if kept]
             gates.append(GateSpec(name, features[n + g], experts))
-        return cls(schema_fingerprint, list(supernet.task_names), list(supernet.sparse_names), list(supernet.dense_names),
+        return cls(schema.fingerprint(), list(supernet.task_names), [t.type for t in schema.tasks],
+                   list(supernet.sparse_names), list(supernet.dense_names),
                    config.embedding_dim, config.block_width, list(config.tower_hidden), config.gate_normalization, layers, gates,
                    config.mlp_batchnorm)
 
@@ -158,7 +162,9 @@ class Architecture:
     @classmethod
     def from_dict(cls, payload: dict[str, Any], source: str = "architecture") -> "Architecture":
         if payload.get("version") != ARCHITECTURE_VERSION:
-            raise ArchitectureError(f"{source}: unsupported version {payload.get('version')!r}, expected {ARCHITECTURE_VERSION}")
+            older = " (version 1 files lack task_types: search again, or add them)" if payload.get("version") == 1 else ""
+            raise ArchitectureError(
+                f"{source}: unsupported version {payload.get('version')!r}, expected {ARCHITECTURE_VERSION}{older}")
         try:
             values = dict(payload)
             values["layers"] = [[ExpertSpec(**e) for e in layer] for layer in payload["layers"]]

@@ -20,7 +20,7 @@ from modules.registry import ModelConfig, register_model
 from nas.architecture import Architecture, ArchitectureError
 from nas.operations import build_operation
 from nas.search_space import task_gate_name
-from nas.selection import bi_interaction
+from nas.selection import shared_mask_interaction
 from nas.supernet import DesanSupernet
 
 
@@ -31,13 +31,15 @@ class SelectedInput(nn.Module):
         super().__init__()
         self.register_buffer("sparse_index", torch.tensor(sparse_index, dtype=torch.long), persistent=False)
         self.register_buffer("dense_index", torch.tensor(dense_index, dtype=torch.long), persistent=False)
+        self.register_buffer("fm_mask", torch.ones(1, len(sparse_index)), persistent=False)  # FM over every kept field
+        self.reads_sparse = bool(sparse_index)  # a plain bool: the forward has no tensor-dependent branch (fx-traceable)
 
     def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         parts = []
-        if len(self.sparse_index):
+        if self.reads_sparse:
             kept = embeddings.index_select(1, self.sparse_index)  # [B, s, E]
-            ones = torch.ones(1, 1, kept.shape[1], device=kept.device, dtype=kept.dtype)
-            parts += [kept.flatten(1), dense.index_select(1, self.dense_index), bi_interaction(kept, ones)[0]]
+            fm = shared_mask_interaction(kept, self.fm_mask.to(kept.dtype))[0]
+            parts += [kept.flatten(1), dense.index_select(1, self.dense_index), fm]
         else:
             parts.append(dense.index_select(1, self.dense_index))
         return torch.cat(parts, dim=1)
@@ -157,13 +159,13 @@ def _single_op(name: str, width: int, mlp_batchnorm: bool) -> nn.Module:
     return build_operation(name, 1, width, mlp_batchnorm).expert(0)
 
 
-def derive_from_supernet(supernet: DesanSupernet, schema_fingerprint: str) -> DerivedMultiTaskArch:
+def derive_from_supernet(supernet: DesanSupernet, schema: Schema) -> DerivedMultiTaskArch:
     """The derived network of a fully discretized supernet, carrying over the supernet's weights.
 
     In evaluation mode it computes the same function as the supernet (the unused columns of
     projections and gates only ever saw zeroed inputs), so fine-tuning starts where search ended.
     """
-    derived = DerivedMultiTaskArch(Architecture.from_supernet(supernet, schema_fingerprint))
+    derived = DerivedMultiTaskArch(Architecture.from_supernet(supernet, schema))
     n, num_layers = supernet.config.num_experts, supernet.config.num_layers
     sizes = (len(supernet.sparse_names), len(supernet.dense_names), supernet.config.embedding_dim)
     with torch.no_grad():

@@ -36,6 +36,7 @@ class SearchedHead(nn.Module):
         self.required_features = [name for name in architecture.sparse_features if name in read]
         self.dense_features = list(architecture.dense_features)
         self.tasks = list(architecture.tasks)
+        self.task_types = list(architecture.task_types)
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> "SearchedHead":
@@ -51,11 +52,17 @@ class SearchedHead(nn.Module):
         return head
 
     def forward(self, pooled: KeyedTensor, dense: torch.Tensor) -> torch.Tensor:
-        values = pooled.to_dict()
-        missing = [name for name in self.required_features if name not in values]
-        if missing:
-            raise KeyError(f"pooled embeddings lack the searched head's features {missing}")
+        pooled = require_features(pooled, self.required_features)
         zeros = dense.new_zeros(dense.shape[0], self.architecture.embedding_dim)
         read = set(self.required_features)
-        embeddings = torch.stack([values[name] if name in read else zeros for name in self.architecture.sparse_features], dim=1)
+        embeddings = torch.stack([pooled[name] if name in read else zeros for name in self.architecture.sparse_features], dim=1)
         return self.network(embeddings, dense)
+
+
+@torch.fx.wrap  # one opaque call in a traced graph (TorchRec's pipelines and inference trace models), run on real values
+def require_features(pooled: KeyedTensor, names: list[str]) -> KeyedTensor:
+    """``pooled``, once it is checked to hold every feature in ``names`` (a KeyError names the missing ones)."""
+    missing = [name for name in names if name not in pooled.keys()]
+    if missing:
+        raise KeyError(f"pooled embeddings lack the searched head's features {missing}")
+    return pooled

@@ -165,7 +165,7 @@ class ArchitectureSearch(TrainerHooks):
         if not is_discretized(self.supernet):  # items with `final` discretization: thresholded once, now
             self._final_record(epoch, self._decide(undecided_count(self.supernet), KINDS))
         self.search_seconds = time.perf_counter() - trainer.started  # a resumed search counts its earlier epochs too
-        architecture = Architecture.from_supernet(self.supernet, trainer.schema.fingerprint())
+        architecture = Architecture.from_supernet(self.supernet, trainer.schema)
         if trainer.ctx.is_main:
             architecture.save(self.run_dir / "architecture.json")
         save_checkpoint(trainer.model, self.run_dir / "supernet", {"epochs": epoch}, trainer.model.fused_optimizer.state_dict())

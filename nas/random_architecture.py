@@ -37,7 +37,7 @@ def sample_architecture(space: SearchSpaceConfig, schema: Schema, seed: int) -> 
         net.connection_beta.copy_(torch.randn(net.connection_beta.shape, generator=generator))
     every_item = net.alpha[..., 0].numel() + net.feature_beta.numel() + net.connection_beta.numel()
     apply_decisions(net, next_decisions(net, every_item))
-    return Architecture.from_supernet(net, schema.fingerprint())
+    return Architecture.from_supernet(net, schema)
 
 
 def search_space_preset(name: str) -> SearchSpaceConfig:

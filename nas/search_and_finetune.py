@@ -84,7 +84,7 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
                 discard_training_state(finetune_dir)
         architecture = search.search()
         schema = search.trainer.schema
-        derived = derive_from_supernet(search.supernet, schema.fingerprint())
+        derived = derive_from_supernet(search.supernet, schema)
         inherit = config.search.finetune == "inherit"
         # The architecture reaches fine-tuning in memory (every rank derived it from the same broadcast
         # decisions); finetune/config.yaml names architecture.json, the record.

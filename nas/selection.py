@@ -36,9 +36,18 @@ def bi_interaction(embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     ``sum_{i<j} <e_i, e_j>`` over the selected fields. We keep the E-dim vector rather than its sum so
     the expert or gate can weigh the interaction per dimension.
     """
-    # A mask shared by the batch makes each sum one [C, S] x [S, B * E] matmul.
-    equation = "cs,bse->cbe" if mask.shape[1] == 1 else "cbs,bse->cbe"
-    mask = mask[:, 0] if mask.shape[1] == 1 else mask
+    if mask.shape[1] == 1:
+        return shared_mask_interaction(embeddings, mask[:, 0])
+    return _interaction("cbs,bse->cbe", mask, embeddings)
+
+
+def shared_mask_interaction(embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``bi_interaction`` for a mask ``[C, S]`` shared by the batch: each sum is one [C, S] x [S, B * E]
+    matmul. Free of shape-dependent branches, so a traced model (torch.fx) can call it."""
+    return _interaction("cs,bse->cbe", mask, embeddings)
+
+
+def _interaction(equation: str, mask: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
     summed = torch.einsum(equation, mask, embeddings)
     squared = torch.einsum(equation, mask, embeddings * embeddings)
     return 0.5 * (summed * summed - squared)

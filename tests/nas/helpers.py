@@ -1,11 +1,17 @@
-"""A small supernet for the NAS tests."""
+"""A small supernet for the NAS tests, and the schema it searches on."""
 
+from datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
 from nas.search_space import SearchSpaceConfig
 from nas.supernet import DesanSupernet
 
 SPARSE = ["user", "item", "tags"]
 DENSE = ["price", "age"]
 TASKS = ["click", "buy"]
+SCHEMA = Schema(
+    sparse=tuple(SparseFeature(name, 10) for name in SPARSE),
+    dense=tuple(DenseFeature(name) for name in DENSE),
+    tasks=(TaskSpec("click"), TaskSpec("buy", "regression")),
+)
 
 
 def small_config(**overrides) -> SearchSpaceConfig:

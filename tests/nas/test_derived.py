@@ -3,17 +3,11 @@ import json
 import pytest
 import torch
 
-from datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
+from datasets.schema import Schema, SparseFeature
 from nas.architecture import Architecture, ArchitectureError
 from nas.derived import DerivedMultiTaskArch, derive_from_supernet
 from nas.discretization import apply_decisions, is_discretized, next_decisions
-from tests.nas.helpers import DENSE, SPARSE, TASKS, small_supernet
-
-SCHEMA = Schema(
-    sparse=tuple(SparseFeature(name, 10) for name in SPARSE),
-    dense=tuple(DenseFeature(name) for name in DENSE),
-    tasks=tuple(TaskSpec(name) for name in TASKS),
-)
+from tests.nas.helpers import DENSE, SCHEMA, SPARSE, TASKS, small_supernet
 
 
 def _discretized(seed: int, **overrides):
@@ -32,7 +26,7 @@ def _discretized(seed: int, **overrides):
                                              (4, {"mlp_batchnorm": False})])
 def test_derived_model_reproduces_the_discretized_supernet(seed, overrides):
     net = _discretized(seed, **overrides)
-    derived = derive_from_supernet(net, SCHEMA.fingerprint()).eval()
+    derived = derive_from_supernet(net, SCHEMA).eval()
     g = torch.Generator().manual_seed(seed)
     embeddings, dense = torch.randn(16, 3, 4, generator=g), torch.randn(16, 2, generator=g)
     with torch.no_grad():
@@ -46,7 +40,7 @@ def test_unused_experts_are_pruned():
         net.connection_kept.fill_(False)
         net.connection_kept[-2:, 0] = True
         net.connection_kept[0, 2] = True
-    derived = derive_from_supernet(net, SCHEMA.fingerprint())
+    derived = derive_from_supernet(net, SCHEMA)
     assert [sorted(int(k) for k in layer) for layer in derived.experts] == [[2], [0]]
     embeddings, dense = torch.randn(4, 3, 4), torch.randn(4, 2)
     with torch.no_grad():
@@ -54,10 +48,10 @@ def test_unused_experts_are_pruned():
 
 
 def test_architecture_json_round_trips(tmp_path):
-    architecture = Architecture.from_supernet(_discretized(4), SCHEMA.fingerprint())
+    architecture = Architecture.from_supernet(_discretized(4), SCHEMA)
     path = architecture.save(tmp_path / "architecture.json")
     payload = json.loads(path.read_text())
-    assert payload["version"] == 1 and payload["tasks"] == TASKS
+    assert payload["version"] == 2 and payload["tasks"] == TASKS and payload["task_types"] == ["binary", "regression"]
     assert all(op in {"skip", "linear", "mlp-4", "mlp-16"} for layer in payload["layers"] for e in layer for op in e["operations"])
     assert payload["gates"][-1]["name"] == "task.buy.gate"
     assert Architecture.load(path) == architecture
@@ -78,18 +72,18 @@ def test_features_feeding_a_task_follow_kept_connections():
         net.feature_kept[2, 1] = True  # layer1.expert3 reads item
         net.feature_kept[4, 3] = True  # layer2.expert2.gate reads price
         net.feature_kept[3:, 4] = True  # every gate reads age
-    architecture = Architecture.from_supernet(net, SCHEMA.fingerprint())
+    architecture = Architecture.from_supernet(net, SCHEMA)
     assert architecture.features_feeding("click") == {"user", "age"}
     assert architecture.features_feeding("buy") == {"item", "price", "age"}
 
 
 def test_undiscretized_supernet_has_no_architecture():
     with pytest.raises(ArchitectureError, match="undecided"):
-        Architecture.from_supernet(small_supernet(), SCHEMA.fingerprint())
+        Architecture.from_supernet(small_supernet(), SCHEMA)
 
 
 def test_mismatched_schema_is_refused_with_the_difference_named():
-    architecture = Architecture.from_supernet(_discretized(5), SCHEMA.fingerprint())
+    architecture = Architecture.from_supernet(_discretized(5), SCHEMA)
     architecture.check_schema(SCHEMA)
     other = Schema(sparse=SCHEMA.sparse[:2], dense=SCHEMA.dense, tasks=SCHEMA.tasks)
     with pytest.raises(ArchitectureError, match=r"missing \['tags'\]"):
@@ -101,6 +95,9 @@ def test_mismatched_schema_is_refused_with_the_difference_named():
 
 def test_malformed_architecture_file_is_named(tmp_path):
     path = tmp_path / "architecture.json"
-    path.write_text(json.dumps({"version": 1, "tasks": []}))
+    path.write_text(json.dumps({"version": 2, "tasks": []}))
     with pytest.raises(ArchitectureError, match="architecture.json: malformed"):
+        Architecture.load(path)
+    path.write_text(json.dumps({"version": 1, "tasks": []}))
+    with pytest.raises(ArchitectureError, match="version 1 files lack task_types"):
         Architecture.load(path)

@@ -15,7 +15,7 @@ from nas.head import SearchedHead
 from nas.search_and_finetune import run_search
 from pipelines.checkpoint import load_checkpoint
 from tests.distributed.spawn import run_on_ranks
-from tests.nas.helpers import DENSE, SPARSE, small_supernet
+from tests.nas.helpers import DENSE, SCHEMA, SPARSE, small_supernet
 from tests.nas.test_search import TINY, _config
 
 
@@ -63,7 +63,7 @@ def test_fields_the_network_never_reads_need_not_be_given():
     net = small_supernet()
     while not is_discretized(net):
         apply_decisions(net, next_decisions(net, 50))
-    payload = Architecture.from_supernet(net, "0" * 16).to_dict()
+    payload = Architecture.from_supernet(net, SCHEMA).to_dict()
     for spec in [expert for layer in payload["layers"] for expert in layer] + payload["gates"]:
         spec["features"] = [f for f in spec["features"] if f != "item"]  # nobody reads "item"
     head = SearchedHead(Architecture.from_dict(payload)).eval()

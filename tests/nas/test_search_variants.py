@@ -8,7 +8,7 @@ from nas.discretization import apply_decisions, next_decisions, undecided_count
 from nas.operations import MLP
 from nas.search_config import SearchConfig
 from nas.selection import selection_mask
-from tests.nas.helpers import small_supernet
+from tests.nas.helpers import SCHEMA, small_supernet
 
 
 def _inputs(rows=32, seed=0):
@@ -46,7 +46,7 @@ def test_turning_a_selection_off_keeps_every_item_of_that_kind(kind):
     assert not getattr(net, f"{other}_decided").any()
     assert undecided_count(net, (kind,)) == 0
     apply_decisions(net, next_decisions(net, 10_000))
-    architecture = Architecture.from_supernet(net, "fingerprint")
+    architecture = Architecture.from_supernet(net, SCHEMA)
     if kind == "feature":
         assert all(len(e.features) == 5 for e in architecture.layers[0]) and all(len(g.features) == 5 for g in architecture.gates)
     else:
@@ -57,7 +57,7 @@ def test_homogeneous_experts_have_one_op_and_nothing_to_search():
     net = small_supernet(operations=["mlp-16"])
     assert net.alpha.shape[-1] == 1
     apply_decisions(net, next_decisions(net, 10_000))
-    histogram = Architecture.from_supernet(net, "fingerprint").operation_histogram(used_only=False)
+    histogram = Architecture.from_supernet(net, SCHEMA).operation_histogram(used_only=False)
     assert histogram == {"mlp-16": 2 * 3 * 2}
 
 

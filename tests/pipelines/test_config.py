@@ -45,7 +45,7 @@ def tiny_architecture(tiny_aliccp, tmp_path_factory) -> Path:
                         schema.dense_names, schema.task_names)
     while not is_discretized(net):
         apply_decisions(net, next_decisions(net, 50))
-    return Architecture.from_supernet(net, schema.fingerprint()).save(tmp_path_factory.mktemp("arch") / "architecture.json")
+    return Architecture.from_supernet(net, schema).save(tmp_path_factory.mktemp("arch") / "architecture.json")
 
 
 @pytest.mark.parametrize("entry, group, choice", CHOICES, ids=[f"{e}:{g}={c}" for e, g, c in CHOICES])
