@@ -40,35 +40,35 @@ endif
 
 # Regenerated when the generator changes, so the data always matches the code's planted model.
 $(SYNTHETIC_DIR)/schema.json: $(STAMP) datasets/synthetic.py
-	$(PY) -m datasets.synthetic aliccp_like --rows $(SYNTHETIC_ROWS) --seed 0 --out $(SYNTHETIC_DIR) --overwrite
+	$(PY) -m torchrec_automtl.datasets.synthetic aliccp_like --rows $(SYNTHETIC_ROWS) --seed 0 --out $(SYNTHETIC_DIR) --overwrite
 
 data: $(SYNTHETIC_DIR)/schema.json
 
 # The main job: AutoMTL search + fine-tune on the embedded synthetic data (runs/make-search), MMoE
 # trained by the same pipeline on the same data and budget (runs/make-search-mmoe), and a table of both.
 search: data
-	$(PY) -m nas.search dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-search overwrite=true \
+	$(PY) -m torchrec_automtl.nas.search dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-search overwrite=true \
 		search_space=small search=fast trainer=fast
-	$(PY) -m pipelines.train dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-search-mmoe overwrite=true \
+	$(PY) -m torchrec_automtl.pipelines.train dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-search-mmoe overwrite=true \
 		model=mmoe trainer=fast
-	$(PY) -m experiments.compare_runs runs/make-search runs/make-search-mmoe
+	$(PY) -m torchrec_automtl.experiments.compare_runs runs/make-search runs/make-search-mmoe
 
 # Trains MMoE on the embedded synthetic data; results in runs/make-train (replaced on each `make train`).
 train: data
-	$(PY) -m pipelines.train dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-train overwrite=true
+	$(PY) -m torchrec_automtl.pipelines.train dataset.path=$(SYNTHETIC_DIR) run_dir=runs/make-train overwrite=true
 
 # Every model x 5 seeds on the embedded synthetic data (about 45-70 minutes on 2 cores): runs/compare/results.md
 compare: data
-	$(PY) -m experiments.compare dataset.path=$(SYNTHETIC_DIR) out_dir=runs/compare overwrite=true
+	$(PY) -m torchrec_automtl.experiments.compare dataset.path=$(SYNTHETIC_DIR) out_dir=runs/compare overwrite=true
 
 # Paper 001's ablations (conf/ablation.yaml: variants x 3 seeds) on the embedded synthetic data:
 # runs/ablation/results.md; finished cells are kept, so a second run only fills in what is missing.
 ablation: data
-	$(PY) -m experiments.ablation dataset.path=$(SYNTHETIC_DIR) out_dir=runs/ablation
+	$(PY) -m torchrec_automtl.experiments.ablation dataset.path=$(SYNTHETIC_DIR) out_dir=runs/ablation
 
 # Paper 001's Table 5 protocol on the MMoE-paper regression data: runs/synthetic-study/study.md
 synthetic-study: install
-	$(PY) -m experiments.synthetic_study --out runs/synthetic-study --overwrite
+	$(PY) -m torchrec_automtl.experiments.synthetic_study --out runs/synthetic-study --overwrite
 
 test: install
 	$(PY) -m pytest

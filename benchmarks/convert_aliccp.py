@@ -2,7 +2,7 @@
 
 For each size, writes raw AliCCP-format files (skeleton + common features, one user per
 ``--rows-per-user`` skeleton rows, multi-valued history fields with values), converts them with
-``python -m datasets.prepare aliccp`` in a fresh process and reports rows/s and that process's
+``python -m torchrec_automtl.datasets.prepare aliccp`` in a fresh process and reports rows/s and that process's
 peak RSS. Ids are drawn from fixed ranges, so vocabularies barely grow with the row count and
 peak RSS must stay flat; the largest size is converted again with many join buckets, the path
 the real common-features file takes. Writes benchmarks/results/convert_aliccp.json.
@@ -85,7 +85,7 @@ def write_raw(folder: Path, rows: int, rows_per_user: int, seed: int = 0) -> Non
 def convert(raw: Path, out: Path, buckets: int) -> dict:
     """Run the converter in a fresh process; its wall time and peak RSS."""
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "datasets.prepare", "aliccp", "--raw", str(raw), "--out", str(out),
+    process = subprocess.Popen([sys.executable, "-m", "torchrec_automtl.datasets.prepare", "aliccp", "--raw", str(raw), "--out", str(out),
                                 "--buckets", str(buckets), "--overwrite", "--no-progress"], stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start

@@ -24,8 +24,8 @@ def read_one_epoch(folder: str, batch_size: int, shuffle_buffer: int) -> dict:
     import pyarrow as pa
     import torch
 
-    from datasets.parquet_reader import BatchReader, ParquetSplit
-    from datasets.schema import Schema
+    from torchrec_automtl.datasets.parquet_reader import BatchReader, ParquetSplit
+    from torchrec_automtl.datasets.schema import Schema
 
     torch.set_num_threads(1)
     pa.set_cpu_count(1)
@@ -50,7 +50,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(read_one_epoch(args.child, args.batch_size, args.shuffle_buffer)))
         return
-    from datasets.synthetic import write_aliccp_like
+    from torchrec_automtl.datasets.synthetic import write_aliccp_like
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from common.atomic_files import atomic_write_json
+from torchrec_automtl.common.atomic_files import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -40,9 +40,9 @@ def supernet_step_efficiency(batch_size: int, steps: int) -> dict:
     """FLOPs and FLOP/s of the benchmark supernet's dense training step (random pooled embeddings)."""
     from hydra import compose, initialize_config_dir
 
-    from nas.search_space import SearchSpaceConfig
-    from nas.supernet import DesanSupernet
-    from pipelines.config import typed_group
+    from torchrec_automtl.nas.search_space import SearchSpaceConfig
+    from torchrec_automtl.nas.supernet import DesanSupernet
+    from torchrec_automtl.pipelines.config import typed_group
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         space = typed_group(compose(config_name="search", overrides=["search_space=benchmark"]).search_space,
@@ -75,16 +75,16 @@ def _run(args: list[str]) -> None:
 
 def throughput_and_wall_time(data: Path, tmp: Path, steps: int) -> dict:
     common = [f"dataset.path={data}", "trainer.progress=false", "overwrite=true"]
-    _run(["nas.search", "search_space=benchmark", "search.epochs=3", "trainer.epochs=1",
+    _run(["torchrec_automtl.nas.search", "search_space=benchmark", "search.epochs=3", "trainer.epochs=1",
           f"trainer.max_steps_per_epoch={steps}", f"run_dir={tmp / 'throughput-search'}"] + common)
     log = [json.loads(line) for line in (tmp / "throughput-search" / "search_log.jsonl").read_text().splitlines()]
-    _run(["pipelines.train", "model=mmoe", "trainer.epochs=1", f"trainer.max_steps_per_epoch={steps}",
+    _run(["torchrec_automtl.pipelines.train", "model=mmoe", "trainer.epochs=1", f"trainer.max_steps_per_epoch={steps}",
           f"run_dir={tmp / 'throughput-mmoe'}"] + common)
     mmoe = json.loads((tmp / "throughput-mmoe" / "metrics.json").read_text())["epochs"][0]
     warmup_joint = next(r for r in log if r["stage"] == "warmup_joint")
 
-    _run(["nas.search", "search_space=small", "search=fast", "trainer=fast", f"run_dir={tmp / 'make-search'}"] + common)
-    _run(["pipelines.train", "model=mmoe", "trainer=fast", f"run_dir={tmp / 'make-search-mmoe'}"] + common)
+    _run(["torchrec_automtl.nas.search", "search_space=small", "search=fast", "trainer=fast", f"run_dir={tmp / 'make-search'}"] + common)
+    _run(["torchrec_automtl.pipelines.train", "model=mmoe", "trainer=fast", f"run_dir={tmp / 'make-search-mmoe'}"] + common)
     search_metrics = json.loads((tmp / "make-search" / "metrics.json").read_text())
     mmoe_metrics = json.loads((tmp / "make-search-mmoe" / "metrics.json").read_text())
     return {
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--throughput-steps", type=int, default=20)
     parser.add_argument("--efficiency-steps", type=int, default=5)
     args = parser.parse_args()
-    from datasets.synthetic import write_aliccp_like
+    from torchrec_automtl.datasets.synthetic import write_aliccp_like
 
     peak = matmul_peak_flops()
     efficiency = supernet_step_efficiency(2048, args.efficiency_steps)

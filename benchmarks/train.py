@@ -21,7 +21,7 @@ def run_training(data: Path, run_dir: Path, processes: int, steps: int, batch_si
     overrides = [f"dataset.path={data}", f"run_dir={run_dir}", f"model={model}", "trainer.epochs=1",
                  f"trainer.max_steps_per_epoch={steps}", f"trainer.batch_size={batch_size}", "trainer.progress=false"]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable]
-    subprocess.run(launcher + ["-m", "pipelines.train"] + overrides, check=True, capture_output=True, text=True)
+    subprocess.run(launcher + ["-m", "torchrec_automtl.pipelines.train"] + overrides, check=True, capture_output=True, text=True)
     epoch = json.loads((run_dir / "metrics.json").read_text())["epochs"][0]
     return {"processes": processes, "steps": epoch["steps"], "samples_per_s": epoch["samples_per_s"], "seconds": epoch["seconds"]}
 
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2048, help="per rank")
     parser.add_argument("--model", default="mmoe")
     args = parser.parse_args()
-    from datasets.synthetic import write_aliccp_like
+    from torchrec_automtl.datasets.synthetic import write_aliccp_like
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"

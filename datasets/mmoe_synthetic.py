@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.stats import norm
 
-from datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
+from torchrec_automtl.datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
 
 DIMENSION, NUM_SINES, SCALE, NOISE_VARIANCE = 100, 10, 1.0, 0.01
 TASKS = ("y1", "y2")

@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from datasets.batch import Batch
-from datasets.schema import Schema
-from datasets.validation import DataError, check_file_columns, check_table_values
+from torchrec_automtl.datasets.batch import Batch
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.datasets.validation import DataError, check_file_columns, check_table_values
 
 
 def split_files(dataset_dir: str | Path, split: str) -> list[Path]:

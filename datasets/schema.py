@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from common.atomic_files import atomic_write_json, read_json
-from common.errors import InputError
+from torchrec_automtl.common.atomic_files import atomic_write_json, read_json
+from torchrec_automtl.common.errors import InputError
 
 SCHEMA_FILE = "schema.json"
 SCHEMA_VERSION = 1

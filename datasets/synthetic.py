@@ -1,6 +1,6 @@
 """Seeded synthetic datasets with planted structure, written as Parquet + schema.json.
 
-``python -m datasets.synthetic aliccp_like --rows N --out DIR`` writes an AliCCP-shaped dataset:
+``python -m torchrec_automtl.datasets.synthetic aliccp_like --rows N --out DIR`` writes an AliCCP-shaped dataset:
 the 23 published AliCCP sparse fields (cardinalities scaled down, six of them multi-hot), four
 dense features and two binary tasks, ``click`` and ``conversion``, where a conversion only
 happens after a click. Each task's label is drawn from a planted logit with three parts:
@@ -29,7 +29,7 @@ AUC (scoring each row by its true probability: ``sigmoid(click_logit)`` for clic
 ``sigmoid(click_logit) * sigmoid(conversion_logit)`` for conversion) of the valid and test splits
 under ``metadata.oracle_auc``, the ceiling a model can reach.
 
-``python -m datasets.synthetic small_vocab --rows N --out DIR`` writes the same planted model on
+``python -m torchrec_automtl.datasets.synthetic small_vocab --rows N --out DIR`` writes the same planted model on
 another layout (``SMALL_VOCAB``), shaped like a common kind of tabular recommender data: 30
 categorical fields with small vocabularies (2 to 50 ids), 7 numeric features and two independent
 binary tasks ``task_a`` / ``task_b`` with very different positive rates (6% and 43% by default).
@@ -51,9 +51,9 @@ import pyarrow.parquet as pq
 from scipy.special import expit
 from tqdm import tqdm
 
-from common.atomic_files import atomic_directory
-from common.ranking import auc
-from datasets.schema import SPLITS, DenseFeature, Schema, SparseFeature, TaskSpec
+from torchrec_automtl.common.atomic_files import atomic_directory
+from torchrec_automtl.common.ranking import auc
+from torchrec_automtl.datasets.schema import SPLITS, DenseFeature, Schema, SparseFeature, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -549,9 +549,9 @@ def _write_file(generator: SyntheticGenerator, path: Path, rows: int, seed: list
 
 
 def main(argv: list[str] | None = None) -> None:
-    from datasets.mmoe_synthetic import MMoEGenerator
+    from torchrec_automtl.datasets.mmoe_synthetic import MMoEGenerator
 
-    parser = argparse.ArgumentParser(prog="python -m datasets.synthetic", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m torchrec_automtl.datasets.synthetic", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="generator", required=True)
     aliccp = commands.add_parser("aliccp_like", help="AliCCP-shaped click/conversion data with planted drivers")
     aliccp.add_argument("--click-rate", type=float, default=DEFAULT_CLICK_RATE, help="target click rate")

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.errors import InputError
-from datasets.schema import Schema
+from torchrec_automtl.common.errors import InputError
+from torchrec_automtl.datasets.schema import Schema
 
 
 class DataError(InputError):

@@ -37,7 +37,7 @@ from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from nas.head import SearchedHead
+from torchrec_automtl.nas.head import SearchedHead
 
 
 class RecommenderWithSearchedHead(nn.Module):

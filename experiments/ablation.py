@@ -1,4 +1,4 @@
-"""Paper 001's ablations (Table 4) as one table: ``python -m experiments.ablation [overrides]`` (``make ablation``).
+"""Paper 001's ablations (Table 4) as one table: ``python -m torchrec_automtl.experiments.ablation [overrides]`` (``make ablation``).
 
 Each variant of ``conf/ablation.yaml`` is a list of overrides of the search config (``search.*``,
 ``search_space.*``); every variant x seed runs the whole search + fine-tune on one dataset with the
@@ -23,14 +23,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from common.atomic_files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
-from nas.architecture import Architecture
-from experiments.compare import mean_std_cells
-from nas.search_and_finetune import run_search
-from nas.search_config import NasConfig, parse_nas_config
-from pipelines.config import ConfigError, check_top_level
-from pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
-from pipelines.result import RESULT_FILE, ResultError, RunResult
+from torchrec_automtl.common.atomic_files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.experiments.compare import mean_std_cells
+from torchrec_automtl.nas.search_and_finetune import run_search
+from torchrec_automtl.nas.search_config import NasConfig, parse_nas_config
+from torchrec_automtl.pipelines.config import ConfigError, check_top_level
+from torchrec_automtl.pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
+from torchrec_automtl.pipelines.result import RESULT_FILE, ResultError, RunResult
 
 CELL_FILE = "ablation_cell.json"
 SEARCH_GROUPS = ("dataset", "search_space", "search", "trainer")

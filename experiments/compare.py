@@ -1,4 +1,4 @@
-"""Compare models fairly: ``python experiments/compare.py [overrides]`` (or ``python -m experiments.compare``).
+"""Compare models fairly: ``python experiments/compare.py [overrides]`` (or ``python -m torchrec_automtl.experiments.compare``).
 
 Every model in ``models`` is trained with every seed in ``seeds`` on one dataset with the same
 trainer settings; checkpoints are selected on validation only and the test split is evaluated once
@@ -22,18 +22,18 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from scipy.stats import ttest_rel
 
-from common.atomic_files import atomic_write_csv, atomic_write_text
-from datasets.schema import Schema
-from nas.derived import AutoMTLConfig
-from nas.random_architecture import sample_architecture
-from nas.search_and_finetune import run_search
-from nas.search_config import NasConfig, SearchConfig
-from nas.search_space import SearchSpaceConfig
-from experiments.compare_runs import oracle_share, oracle_test_auc
-from pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, check_top_level, typed_group, typed_model
-from pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
-from pipelines.result import RunResult
-from pipelines.trainer import run_training
+from torchrec_automtl.common.atomic_files import atomic_write_csv, atomic_write_text
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.nas.derived import AutoMTLConfig
+from torchrec_automtl.nas.random_architecture import sample_architecture
+from torchrec_automtl.nas.search_and_finetune import run_search
+from torchrec_automtl.nas.search_config import NasConfig, SearchConfig
+from torchrec_automtl.nas.search_space import SearchSpaceConfig
+from torchrec_automtl.experiments.compare_runs import oracle_share, oracle_test_auc
+from torchrec_automtl.pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, check_top_level, typed_group, typed_model
+from torchrec_automtl.pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
+from torchrec_automtl.pipelines.result import RunResult
+from torchrec_automtl.pipelines.trainer import run_training
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SEARCHED, RANDOM = "automtl", "random"

@@ -1,14 +1,14 @@
-"""Side-by-side test metrics of finished runs: ``python -m experiments.compare_runs RUN_DIR [RUN_DIR ...]``."""
+"""Side-by-side test metrics of finished runs: ``python -m torchrec_automtl.experiments.compare_runs RUN_DIR [RUN_DIR ...]``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from datasets.schema import SCHEMA_FILE, Schema
-from nas.architecture import Architecture
-from pipelines.hydra_launch import report_input_errors
-from pipelines.result import RunResult
+from torchrec_automtl.datasets.schema import SCHEMA_FILE, Schema
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.pipelines.hydra_launch import report_input_errors
+from torchrec_automtl.pipelines.result import RunResult
 
 
 def oracle_test_auc(dataset_path: str | Path) -> float | None:

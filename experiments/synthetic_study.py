@@ -1,4 +1,4 @@
-"""Paper 001's synthetic-data study (Table 5): ``python -m experiments.synthetic_study`` (``make synthetic-study``).
+"""Paper 001's synthetic-data study (Table 5): ``python -m torchrec_automtl.experiments.synthetic_study`` (``make synthetic-study``).
 
 For task correlation P in 0, 0.5, 0.9 it writes the MMoE-paper regression data
 (``datasets/mmoe_synthetic.py``: 100 dense inputs, two regression tasks), then runs the comparison
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from hydra import compose, initialize_config_dir
 
-from common.atomic_files import atomic_write_text
-from datasets.mmoe_synthetic import MMoEGenerator
-from datasets.synthetic import write_synthetic
-from experiments.compare import CONF, parse_compare_config, run_comparison
-from pipelines.hydra_launch import report_input_errors
+from torchrec_automtl.common.atomic_files import atomic_write_text
+from torchrec_automtl.datasets.mmoe_synthetic import MMoEGenerator
+from torchrec_automtl.datasets.synthetic import write_synthetic
+from torchrec_automtl.experiments.compare import CONF, parse_compare_config, run_comparison
+from torchrec_automtl.pipelines.hydra_launch import report_input_errors
 
 CORRELATIONS = (0.0, 0.5, 0.9)
 MODELS = ("shared_bottom", "mmoe", "ple", "automtl")
@@ -48,7 +48,7 @@ def study_table(results: dict[float, list[dict]], options: str) -> str:
 
 @report_input_errors
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.synthetic_study", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m torchrec_automtl.experiments.synthetic_study", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=60_000, help="rows per correlation (80/10/10 split)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/synthetic-study"))

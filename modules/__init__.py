@@ -1,3 +1,3 @@
 """Building blocks and dense archs; importing the package registers every model."""
 
-from modules import adatt, aitm, ml_mmoe, mmoe, ple, shared_bottom  # noqa: F401  (register their models)
+from torchrec_automtl.modules import adatt, aitm, ml_mmoe, mmoe, ple, shared_bottom  # noqa: F401  (register their models)

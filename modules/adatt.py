@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from datasets.schema import Schema
-from modules.moe_blocks import ExpertGroup, SoftmaxGate, TaskStreamNetwork
-from modules.ple import PLEConfig, build_levels
-from modules.registry import register_model
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.moe_blocks import ExpertGroup, SoftmaxGate, TaskStreamNetwork
+from torchrec_automtl.modules.ple import PLEConfig, build_levels
+from torchrec_automtl.modules.registry import register_model
 
 
 class FusionLevel(nn.Module):

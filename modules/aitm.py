@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from datasets.schema import Schema
-from modules.mlp import MLP
-from modules.moe_blocks import flat_features
-from modules.registry import ModelConfig, register_model
-from modules.shared_bottom import input_width
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.mlp import MLP
+from torchrec_automtl.modules.moe_blocks import flat_features
+from torchrec_automtl.modules.registry import ModelConfig, register_model
+from torchrec_automtl.modules.shared_bottom import input_width
 
 
 class AdaptiveInformationTransfer(nn.Module):

@@ -6,7 +6,7 @@ import torch
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
-from datasets.schema import Schema
+from torchrec_automtl.datasets.schema import Schema
 
 
 def table_name(feature_name: str) -> str:

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from modules.mlp import MLP, TaskTowers
+from torchrec_automtl.modules.mlp import MLP, TaskTowers
 
 
 class ExpertGroup(nn.Module):

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
-from datasets.batch import Batch
-from datasets.schema import Schema, TaskSpec
-from modules.embeddings import build_embedding_bag_collection
-from modules.registry import ModelConfig, model_entry
+from torchrec_automtl.datasets.batch import Batch
+from torchrec_automtl.datasets.schema import Schema, TaskSpec
+from torchrec_automtl.modules.embeddings import build_embedding_bag_collection
+from torchrec_automtl.modules.registry import ModelConfig, model_entry
 
 
 class MultiTaskModel(nn.Module):

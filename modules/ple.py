@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from datasets.schema import Schema
-from modules.moe_blocks import ExpertGroup, SoftmaxGate, TaskStreamNetwork
-from modules.registry import ModelConfig, register_model
-from modules.shared_bottom import input_width
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.moe_blocks import ExpertGroup, SoftmaxGate, TaskStreamNetwork
+from torchrec_automtl.modules.registry import ModelConfig, register_model
+from torchrec_automtl.modules.shared_bottom import input_width
 
 
 class ExtractionLayer(nn.Module):

@@ -7,8 +7,8 @@ from typing import Callable, Generic, TypeVar
 
 from torch import nn
 
-from datasets.schema import Schema
-from modules.embeddings import MULTI_HOT_POOLINGS
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.embeddings import MULTI_HOT_POOLINGS
 
 
 @dataclass

@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.atomic_files import atomic_write_json, read_json
-from common.errors import InputError
-from datasets.schema import Schema
-from nas.discretization import is_discretized
-from nas.search_space import expert_name, task_gate_name
-from nas.supernet import DesanSupernet
+from torchrec_automtl.common.atomic_files import atomic_write_json, read_json
+from torchrec_automtl.common.errors import InputError
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.nas.discretization import is_discretized
+from torchrec_automtl.nas.search_space import expert_name, task_gate_name
+from torchrec_automtl.nas.supernet import DesanSupernet
 
 ARCHITECTURE_VERSION = 2
 LINEAR_OPERATIONS = {"skip", "linear"}

@@ -20,11 +20,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from datasets.batch import Batch
-from datasets.parquet_reader import BatchReader
-from modules.multitask import MultiTaskModel
-from pipelines.config import ConfigError
-from pipelines.train_pipeline import StepPipeline
+from torchrec_automtl.datasets.batch import Batch
+from torchrec_automtl.datasets.parquet_reader import BatchReader
+from torchrec_automtl.modules.multitask import MultiTaskModel
+from torchrec_automtl.pipelines.config import ConfigError
+from torchrec_automtl.pipelines.train_pipeline import StepPipeline
 
 
 def hold_out_architecture_rows(train: BatchReader, fraction: float, seed: int,

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from datasets.schema import Schema
-from modules.mlp import TaskTowers
-from modules.registry import ModelConfig, register_model
-from nas.architecture import Architecture, ArchitectureError
-from nas.operations import build_operation
-from nas.search_space import task_gate_name
-from nas.selection import shared_mask_interaction
-from nas.supernet import DesanSupernet
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.mlp import TaskTowers
+from torchrec_automtl.modules.registry import ModelConfig, register_model
+from torchrec_automtl.nas.architecture import Architecture, ArchitectureError
+from torchrec_automtl.nas.operations import build_operation
+from torchrec_automtl.nas.search_space import task_gate_name
+from torchrec_automtl.nas.selection import shared_mask_interaction
+from torchrec_automtl.nas.supernet import DesanSupernet
 
 
 class SelectedInput(nn.Module):

@@ -24,7 +24,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from nas.supernet import DesanSupernet
+from torchrec_automtl.nas.supernet import DesanSupernet
 
 Kind = Literal["block", "feature", "connection"]
 KINDS: tuple[Kind, ...] = ("block", "feature", "connection")

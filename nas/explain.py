@@ -7,8 +7,8 @@ import torch
 import torch.distributed as dist
 from torchrec.distributed.model_parallel import DistributedModelParallel
 
-from datasets.parquet_reader import BatchReader
-from pipelines.process_group import DistributedContext
+from torchrec_automtl.datasets.parquet_reader import BatchReader
+from torchrec_automtl.pipelines.process_group import DistributedContext
 
 
 @torch.no_grad()

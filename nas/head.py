@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedTensor
 
-from nas.architecture import Architecture, ArchitectureError
-from nas.derived import DerivedMultiTaskArch
-from pipelines.checkpoint import load_state
+from torchrec_automtl.nas.architecture import Architecture, ArchitectureError
+from torchrec_automtl.nas.derived import DerivedMultiTaskArch
+from torchrec_automtl.pipelines.checkpoint import load_state
 
 # Where a search run keeps the fine-tuned model, and the dense arch's key prefix inside that checkpoint.
 FINETUNED_CHECKPOINT = Path("finetune") / "checkpoint"

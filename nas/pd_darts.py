@@ -20,20 +20,20 @@ import torch.distributed.checkpoint as dcp
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 
-from datasets.schema import Schema
-from modules.embeddings import build_embedding_bag_collection
-from modules.multitask import MultiTaskModel, MultiTaskTrain
-from nas.architecture import Architecture
-from nas.bilevel import BiLevelPipeline, hold_out_architecture_rows
-from nas.discretization import KINDS, Decision, Kind, apply_decisions, is_discretized, next_decisions, undecided_count
-from nas.search_config import NasConfig
-from nas.search_log import append_record, describe, rewrite_log, snapshot
-from nas.supernet import DesanSupernet
-from pipelines.checkpoint import save_checkpoint
-from pipelines.optimizers import adam
-from pipelines.sharding import dense_parameters
-from pipelines.train_pipeline import build_train_pipeline
-from pipelines.trainer import Trainer, TrainerHooks, task_scores_text, task_weight_list
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.embeddings import build_embedding_bag_collection
+from torchrec_automtl.modules.multitask import MultiTaskModel, MultiTaskTrain
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.nas.bilevel import BiLevelPipeline, hold_out_architecture_rows
+from torchrec_automtl.nas.discretization import KINDS, Decision, Kind, apply_decisions, is_discretized, next_decisions, undecided_count
+from torchrec_automtl.nas.search_config import NasConfig
+from torchrec_automtl.nas.search_log import append_record, describe, rewrite_log, snapshot
+from torchrec_automtl.nas.supernet import DesanSupernet
+from torchrec_automtl.pipelines.checkpoint import save_checkpoint
+from torchrec_automtl.pipelines.optimizers import adam
+from torchrec_automtl.pipelines.sharding import dense_parameters
+from torchrec_automtl.pipelines.train_pipeline import build_train_pipeline
+from torchrec_automtl.pipelines.trainer import Trainer, TrainerHooks, task_scores_text, task_weight_list
 
 DECISION_BUFFERS = ("block_decided", "block_choice", "feature_decided", "feature_kept", "connection_decided", "connection_kept")
 

@@ -4,8 +4,8 @@ Every block's op is drawn uniformly from the candidates and every feature and ex
 kept with probability 0.5; the keep-one rule of the search still applies (a row that would end empty
 keeps its strongest, here random, item). Train it from scratch like any architecture:
 
-    python -m nas.random_architecture --dataset data/synthetic_aliccp --search-space small --seed 1 --out runs/random1.json
-    python -m nas.train model=automtl model.architecture=runs/random1.json
+    python -m torchrec_automtl.nas.random_architecture --dataset data/synthetic_aliccp --search-space small --seed 1 --out runs/random1.json
+    python -m torchrec_automtl.nas.train model=automtl model.architecture=runs/random1.json
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from datasets.schema import Schema
-from nas.architecture import Architecture
-from nas.discretization import apply_decisions, next_decisions
-from nas.search_space import SearchSpaceConfig
-from nas.supernet import DesanSupernet
-from pipelines.config import typed_group
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.nas.discretization import apply_decisions, next_decisions
+from torchrec_automtl.nas.search_space import SearchSpaceConfig
+from torchrec_automtl.nas.supernet import DesanSupernet
+from torchrec_automtl.pipelines.config import typed_group
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -48,7 +48,7 @@ def search_space_preset(name: str) -> SearchSpaceConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m nas.random_architecture", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m torchrec_automtl.nas.random_architecture", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="prepared dataset folder (its schema.json is used)")
     parser.add_argument("--out", required=True, type=Path, help="architecture.json to write")
     parser.add_argument("--search-space", default="paper", help="a preset of conf/search_space/")

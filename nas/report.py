@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nas.architecture import Architecture  # noqa: E402
-from nas.discretization import KINDS  # noqa: E402
+from torchrec_automtl.nas.architecture import Architecture  # noqa: E402
+from torchrec_automtl.nas.discretization import KINDS  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:

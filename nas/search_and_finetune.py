@@ -22,18 +22,18 @@ from pathlib import Path
 import numpy as np
 from torchrec.distributed.model_parallel import DistributedModelParallel
 
-from common.atomic_files import atomic_write_text
-from nas.architecture import Architecture
-from nas.derived import AutoMTLConfig, DerivedMultiTaskArch, derive_from_supernet
-from nas.explain import average_task_gate_weights
-from nas.pd_darts import ArchitectureSearch, warm_start
-from nas.report import plot_auc_curves, plot_decision_timeline, plot_gate_heatmap, summary_markdown
-from nas.search_config import NasConfig
-from pipelines.config import ConfigError, TrainConfig
-from pipelines.process_group import destroy_distributed
-from pipelines.result import RunResult, SearchPart
-from pipelines.trainer import Trainer, check_run_dir, format_results, write_resolved_config
-from pipelines.training_state import discard_training_state, find_training_state
+from torchrec_automtl.common.atomic_files import atomic_write_text
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.nas.derived import AutoMTLConfig, DerivedMultiTaskArch, derive_from_supernet
+from torchrec_automtl.nas.explain import average_task_gate_weights
+from torchrec_automtl.nas.pd_darts import ArchitectureSearch, warm_start
+from torchrec_automtl.nas.report import plot_auc_curves, plot_decision_timeline, plot_gate_heatmap, summary_markdown
+from torchrec_automtl.nas.search_config import NasConfig
+from torchrec_automtl.pipelines.config import ConfigError, TrainConfig
+from torchrec_automtl.pipelines.process_group import destroy_distributed
+from torchrec_automtl.pipelines.result import RunResult, SearchPart
+from torchrec_automtl.pipelines.trainer import Trainer, check_run_dir, format_results, write_resolved_config
+from torchrec_automtl.pipelines.training_state import discard_training_state, find_training_state
 
 
 def finetune_config(config: NasConfig, run_dir: Path, resume: bool) -> TrainConfig:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from nas.search_space import SearchSpaceConfig
-from pipelines.config import DatasetConfig, TrainerConfig, check_top_level, typed_group
+from torchrec_automtl.nas.search_space import SearchSpaceConfig
+from torchrec_automtl.pipelines.config import DatasetConfig, TrainerConfig, check_top_level, typed_group
 
 
 DISCRETIZATIONS = ("progressive", "final")

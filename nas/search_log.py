@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from common.atomic_files import atomic_write_text
-from nas.discretization import Decision
-from nas.search_space import expert_name
-from nas.supernet import DesanSupernet
+from torchrec_automtl.common.atomic_files import atomic_write_text
+from torchrec_automtl.nas.discretization import Decision
+from torchrec_automtl.nas.search_space import expert_name
+from torchrec_automtl.nas.supernet import DesanSupernet
 
 
 def lower_expert_name(supernet: DesanSupernet, gate_row: int, expert: int) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modules.embeddings import MULTI_HOT_POOLINGS
-from nas.operations import build_operation
+from torchrec_automtl.modules.embeddings import MULTI_HOT_POOLINGS
+from torchrec_automtl.nas.operations import build_operation
 
 PAPER_OPERATIONS = ["skip", "linear", "mlp-16", "mlp-32", "mlp-64", "mlp-128", "mlp-256", "mlp-512", "mlp-1024"]
 GATE_NORMALIZATIONS = ("selected", "all")

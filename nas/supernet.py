@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.mlp import TaskTowers
-from nas.operations import BatchedLinear, build_operation
-from nas.search_space import SearchSpaceConfig, expert_name, gate_name, task_gate_name
-from nas.selection import bi_interaction, selection_mask
+from torchrec_automtl.modules.mlp import TaskTowers
+from torchrec_automtl.nas.operations import BatchedLinear, build_operation
+from torchrec_automtl.nas.search_space import SearchSpaceConfig, expert_name, gate_name, task_gate_name
+from torchrec_automtl.nas.selection import bi_interaction, selection_mask
 
 
 class MixtureOfOperations(nn.Module):

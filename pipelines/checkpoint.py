@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
 
-from common.atomic_files import atomic_write_json, replace_directory
+from torchrec_automtl.common.atomic_files import atomic_write_json, replace_directory
 
 META_FILE = "meta.json"
 

@@ -12,10 +12,10 @@ from typing import Any, Optional, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import modules  # noqa: F401  (registers the hand-designed models; model=automtl registers from nas, see nas/train.py)
-from common.errors import InputError  # noqa: I100  (after the registering import above)
-from modules.registry import ModelConfig, model_entry
-from pipelines.optimizers import DENSE_OPTIMIZERS, LR_SCHEDULES
+import torchrec_automtl.modules  # noqa: F401  (registers the hand-designed models; model=automtl registers from nas, see nas/train.py)
+from torchrec_automtl.common.errors import InputError  # noqa: I100  (after the registering import above)
+from torchrec_automtl.modules.registry import ModelConfig, model_entry
+from torchrec_automtl.pipelines.optimizers import DENSE_OPTIMIZERS, LR_SCHEDULES
 
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam")
 SHARDING_TYPES = ("auto", "table_wise", "row_wise", "column_wise", "data_parallel")
@@ -81,7 +81,7 @@ class TrainerConfig:
 
 @dataclass
 class TrainConfig:
-    """The whole training run (``python -m pipelines.train``)."""
+    """The whole training run (``python -m torchrec_automtl.pipelines.train``)."""
 
     dataset: DatasetConfig
     model: ModelConfig
@@ -124,7 +124,7 @@ def typed_model(node: Any) -> ModelConfig:
     try:
         entry = model_entry(node.name)
     except KeyError as error:
-        hint = "; model=automtl is registered by the nas entry points (`python -m nas.train`, `python -m nas.predict`)" if node.name == "automtl" else ""
+        hint = "; model=automtl is registered by the nas entry points (`python -m torchrec_automtl.nas.train`, `python -m torchrec_automtl.nas.predict`)" if node.name == "automtl" else ""
         raise ConfigError(f"model.name: {error.args[0]}{hint}") from None
     return typed_group(node, entry.config_class, "model")
 

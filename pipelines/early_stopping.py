@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from datasets.schema import TaskSpec
+from torchrec_automtl.datasets.schema import TaskSpec
 
 _METRICS = ("auc", "gauc", "logloss", "mse")
 

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from datasets.parquet_reader import BatchReader
-from datasets.schema import TaskSpec
-from pipelines.metrics import gather_rows, task_metrics
-from pipelines.process_group import DistributedContext
+from torchrec_automtl.datasets.parquet_reader import BatchReader
+from torchrec_automtl.datasets.schema import TaskSpec
+from torchrec_automtl.pipelines.metrics import gather_rows, task_metrics
+from torchrec_automtl.pipelines.process_group import DistributedContext
 
 
 @dataclass

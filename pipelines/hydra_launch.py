@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Callable, TypeVar
 
-from common.errors import InputError
+from torchrec_automtl.common.errors import InputError
 
 DEBUG_VARIABLE = "AUTOMTL_DEBUG"
 Result = TypeVar("Result")

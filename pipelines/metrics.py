@@ -8,8 +8,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from common.ranking import auc
-from datasets.schema import TaskSpec
+from torchrec_automtl.common.ranking import auc
+from torchrec_automtl.datasets.schema import TaskSpec
 
 
 def grouped_auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:

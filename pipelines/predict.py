@@ -1,8 +1,8 @@
 """Batch scoring: the trained model of a run over a prepared split -> one Parquet file of per-task scores.
 
-    python -m pipelines.predict RUN_DIR --out scores.parquet [--split test] [--dataset PATH] [--batch-size 8192]
-    torchrun --nproc_per_node 8 -m pipelines.predict RUN_DIR --out scores.parquet
-    python -m nas.predict RUN_DIR --out scores.parquet       # a search run (model=automtl)
+    python -m torchrec_automtl.pipelines.predict RUN_DIR --out scores.parquet [--split test] [--dataset PATH] [--batch-size 8192]
+    torchrun --nproc_per_node 8 -m torchrec_automtl.pipelines.predict RUN_DIR --out scores.parquet
+    python -m torchrec_automtl.nas.predict RUN_DIR --out scores.parquet       # a search run (model=automtl)
 
 The model is the run's best checkpoint (``checkpoint/``; a search run's ``finetune/checkpoint/``),
 built from its ``config.yaml``. The file holds ``row`` (the row's position in the split, files in
@@ -24,18 +24,18 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from common.atomic_files import atomic_file
-from datasets.parquet_reader import BatchReader, ParquetSplit
-from datasets.schema import Schema, TaskSpec
-from modules.multitask import MultiTaskTrain, build_multitask_model
-from pipelines.checkpoint import load_checkpoint
-from pipelines.config import ConfigError, TrainConfig, parse_train_config
-from pipelines.evaluation import to_scores
-from pipelines.hydra_launch import report_input_errors
-from pipelines.metrics import gather_rows
-from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
-from pipelines.result import RunResult
-from pipelines.sharding import shard_model
+from torchrec_automtl.common.atomic_files import atomic_file
+from torchrec_automtl.datasets.parquet_reader import BatchReader, ParquetSplit
+from torchrec_automtl.datasets.schema import Schema, TaskSpec
+from torchrec_automtl.modules.multitask import MultiTaskTrain, build_multitask_model
+from torchrec_automtl.pipelines.checkpoint import load_checkpoint
+from torchrec_automtl.pipelines.config import ConfigError, TrainConfig, parse_train_config
+from torchrec_automtl.pipelines.evaluation import to_scores
+from torchrec_automtl.pipelines.hydra_launch import report_input_errors
+from torchrec_automtl.pipelines.metrics import gather_rows
+from torchrec_automtl.pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
+from torchrec_automtl.pipelines.result import RunResult
+from torchrec_automtl.pipelines.sharding import shard_model
 
 ROW_COLUMN = "row"
 SCORE_SUFFIX = "_score"

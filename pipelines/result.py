@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from common.atomic_files import atomic_write_json, read_json
-from common.errors import InputError
+from torchrec_automtl.common.atomic_files import atomic_write_json, read_json
+from torchrec_automtl.common.errors import InputError
 
 RESULT_FORMAT = 2
 RESULT_FILE = "metrics.json"

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 
-from datasets.batch import Batch
+from torchrec_automtl.datasets.batch import Batch
 
 
 class StepPipeline:

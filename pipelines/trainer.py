@@ -19,21 +19,21 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer
 from tqdm import tqdm
 
-from common.atomic_files import atomic_write_text
-from datasets.batch import Batch
-from datasets.parquet_reader import BatchReader, ParquetSplit
-from datasets.schema import Schema, TaskSpec
-from modules.multitask import MultiTaskTrain, build_multitask_model
-from pipelines.checkpoint import load_checkpoint, save_checkpoint
-from pipelines.config import ConfigError, TrainConfig, TrainerConfig
-from pipelines.early_stopping import EarlyStopping, monitored_value, resolve_monitor
-from pipelines.evaluation import evaluate
-from pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
-from pipelines.result import RESULT_FILE, RunResult
-from pipelines.optimizers import LearningRateSchedule, dense_optimizer
-from pipelines.sharding import average_batchnorm_statistics, dense_parameters, shard_model
-from pipelines.train_pipeline import StepPipeline, build_train_pipeline
-from pipelines.training_state import (
+from torchrec_automtl.common.atomic_files import atomic_write_text
+from torchrec_automtl.datasets.batch import Batch
+from torchrec_automtl.datasets.parquet_reader import BatchReader, ParquetSplit
+from torchrec_automtl.datasets.schema import Schema, TaskSpec
+from torchrec_automtl.modules.multitask import MultiTaskTrain, build_multitask_model
+from torchrec_automtl.pipelines.checkpoint import load_checkpoint, save_checkpoint
+from torchrec_automtl.pipelines.config import ConfigError, TrainConfig, TrainerConfig
+from torchrec_automtl.pipelines.early_stopping import EarlyStopping, monitored_value, resolve_monitor
+from torchrec_automtl.pipelines.evaluation import evaluate
+from torchrec_automtl.pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
+from torchrec_automtl.pipelines.result import RESULT_FILE, RunResult
+from torchrec_automtl.pipelines.optimizers import LearningRateSchedule, dense_optimizer
+from torchrec_automtl.pipelines.sharding import average_batchnorm_statistics, dense_parameters, shard_model
+from torchrec_automtl.pipelines.train_pipeline import StepPipeline, build_train_pipeline
+from torchrec_automtl.pipelines.training_state import (
     STATE_DIR, discard_training_state, find_training_state, load_training_state, read_state_meta, save_training_state,
 )
 

@@ -23,7 +23,7 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer
 
-from pipelines.checkpoint import META_FILE, save_checkpoint
+from torchrec_automtl.pipelines.checkpoint import META_FILE, save_checkpoint
 
 STATE_DIR = "state"
 

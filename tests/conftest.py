@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
-from datasets.synthetic import write_aliccp_like
+from torchrec_automtl.datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
+from torchrec_automtl.datasets.synthetic import write_aliccp_like
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def train(
         image: container image (ignored by the local_cwd scheduler)
         rdzv_port: rendezvous port of the first node
     """
-    return _launch("pipelines.train", "automtl-train", overrides, run_dir, j, cpu, gpu, memMB, image, rdzv_port)
+    return _launch("torchrec_automtl.pipelines.train", "automtl-train", overrides, run_dir, j, cpu, gpu, memMB, image, rdzv_port)
 
 
 def search(
@@ -63,4 +63,4 @@ def search(
         image: container image (ignored by the local_cwd scheduler)
         rdzv_port: rendezvous port of the first node
     """
-    return _launch("nas.search", "automtl-search", overrides, run_dir, j, cpu, gpu, memMB, image, rdzv_port)
+    return _launch("torchrec_automtl.nas.search", "automtl-search", overrides, run_dir, j, cpu, gpu, memMB, image, rdzv_port)

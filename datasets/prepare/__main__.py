@@ -1,3 +1,3 @@
-from datasets.prepare.cli import main
+from torchrec_automtl.datasets.prepare.cli import main
 
 main()

@@ -35,14 +35,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datasets.prepare.converter import Converter, Layout, StageContext, Staged
-from datasets.prepare.csv_rows import progress_bar, row_keys
-from datasets.prepare.feature_lists import FieldSet, parse_feature_lists, value_column
-from datasets.prepare.lines import LineRows, read_line_blocks, split_columns
-from datasets.prepare.splits import OFFICIAL_TEST, OFFICIAL_TRAIN
-from datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, BucketedFiles, StagedFile, read_batches
-from datasets.prepare.values import first_repeated, require_labels
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.converter import Converter, Layout, StageContext, Staged
+from torchrec_automtl.datasets.prepare.csv_rows import progress_bar, row_keys
+from torchrec_automtl.datasets.prepare.feature_lists import FieldSet, parse_feature_lists, value_column
+from torchrec_automtl.datasets.prepare.lines import LineRows, read_line_blocks, split_columns
+from torchrec_automtl.datasets.prepare.splits import OFFICIAL_TEST, OFFICIAL_TRAIN
+from torchrec_automtl.datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, BucketedFiles, StagedFile, read_batches
+from torchrec_automtl.datasets.prepare.values import first_repeated, require_labels
+from torchrec_automtl.datasets.validation import DataError
 
 PUBLISHED_FIELDS = ("101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "210",
                     "216", "508", "509", "702", "853", "301", "109_14", "110_14", "127_14", "150_14")

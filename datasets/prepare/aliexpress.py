@@ -23,13 +23,13 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datasets.prepare.converter import Converter, Layout, StageContext, Staged
-from datasets.prepare.csv_rows import read_csv_rows, stage_tables
-from datasets.prepare.lines import read_header
-from datasets.prepare.splits import OFFICIAL_TEST, OFFICIAL_TRAIN
-from datasets.prepare.staging import read_batches, staged_rows
-from datasets.prepare.vocabulary import FrequencyCounter
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.converter import Converter, Layout, StageContext, Staged
+from torchrec_automtl.datasets.prepare.csv_rows import read_csv_rows, stage_tables
+from torchrec_automtl.datasets.prepare.lines import read_header
+from torchrec_automtl.datasets.prepare.splits import OFFICIAL_TEST, OFFICIAL_TRAIN
+from torchrec_automtl.datasets.prepare.staging import read_batches, staged_rows
+from torchrec_automtl.datasets.prepare.vocabulary import FrequencyCounter
+from torchrec_automtl.datasets.validation import DataError
 
 TRAIN_FILE, TEST_FILE = "train.csv", "test.csv"
 FILES = ((TRAIN_FILE, OFFICIAL_TRAIN), (TEST_FILE, OFFICIAL_TEST))  # file index = position

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from datasets.validation import DataError
+from torchrec_automtl.datasets.validation import DataError
 
 SKIP_HINT = "pass --skip-bad-lines to drop such lines (they are counted in manifest.json)"
 

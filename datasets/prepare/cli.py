@@ -1,20 +1,20 @@
-"""``python -m datasets.prepare <name> --raw DIR --out DIR``: convert a public dataset's raw download."""
+"""``python -m torchrec_automtl.datasets.prepare <name> --raw DIR --out DIR``: convert a public dataset's raw download."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from datasets.prepare.converter import Converter
-from datasets.prepare.lines import BLOCK_BYTES
-from datasets.prepare.registry import CONVERTERS
-from datasets.prepare.run import MANIFEST_FILE, PrepareOptions, prepare
-from datasets.schema import SchemaError
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.converter import Converter
+from torchrec_automtl.datasets.prepare.lines import BLOCK_BYTES
+from torchrec_automtl.datasets.prepare.registry import CONVERTERS
+from torchrec_automtl.datasets.prepare.run import MANIFEST_FILE, PrepareOptions, prepare
+from torchrec_automtl.datasets.schema import SchemaError
+from torchrec_automtl.datasets.validation import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m datasets.prepare", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m torchrec_automtl.datasets.prepare", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for name, converter in CONVERTERS.items():
         help_text = converter.summary.replace("%", "%%")  # argparse %-formats help strings
@@ -54,7 +54,7 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
                           block_bytes=args.block_bytes)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -65,4 +65,3 @@ def main(argv: list[str] | None = None) -> dict:
     skipped = sum(tally["lines"] for reasons in manifest["bad_lines"].values() for tally in reasons.values())
     if skipped:
         print(f"skipped {skipped} bad lines (counts per file and reason in {args.out / MANIFEST_FILE})")
-    return manifest

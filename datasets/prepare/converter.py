@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from datasets.prepare.bad_lines import BadLines
-from datasets.prepare.lines import BLOCK_BYTES
+from torchrec_automtl.datasets.prepare.bad_lines import BadLines
+from torchrec_automtl.datasets.prepare.lines import BLOCK_BYTES
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from datasets.prepare.converter import StageContext
-from datasets.prepare.lines import read_line_blocks, split_columns
-from datasets.prepare.splits import ANY_SPLIT
-from datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, StagedFile
-from datasets.prepare.values import require_integer_ids, require_labels, require_numbers
+from torchrec_automtl.datasets.prepare.converter import StageContext
+from torchrec_automtl.datasets.prepare.lines import read_line_blocks, split_columns
+from torchrec_automtl.datasets.prepare.splits import ANY_SPLIT
+from torchrec_automtl.datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, StagedFile
+from torchrec_automtl.datasets.prepare.values import require_integer_ids, require_labels, require_numbers
 
 FILE_INDEX_SHIFT = 40  # row key = file index << 40 | line number: unique over up to 2**40 lines per file
 

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datasets.prepare.bad_lines import BadLines
-from datasets.prepare.lines import LineRows
-from datasets.prepare.values import parse_integers, parse_numbers
+from torchrec_automtl.datasets.prepare.bad_lines import BadLines
+from torchrec_automtl.datasets.prepare.lines import LineRows
+from torchrec_automtl.datasets.prepare.values import parse_integers, parse_numbers
 
 ENTRY_SEPARATOR, FIELD_SEPARATOR, VALUE_SEPARATOR = "\x01", "\x02", "\x03"
 

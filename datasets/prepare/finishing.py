@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from datasets.prepare.converter import Layout, Staged
-from datasets.prepare.splits import TRAIN, assign_splits
-from datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, StagedFile, read_batches, staged_rows
-from datasets.prepare.vocabulary import FrequencyCounter, Vocabulary, VocabularySet
-from datasets.schema import SPLITS, DenseFeature, Schema, SparseFeature, TaskSpec
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.converter import Layout, Staged
+from torchrec_automtl.datasets.prepare.splits import TRAIN, assign_splits
+from torchrec_automtl.datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, StagedFile, read_batches, staged_rows
+from torchrec_automtl.datasets.prepare.vocabulary import FrequencyCounter, Vocabulary, VocabularySet
+from torchrec_automtl.datasets.schema import SPLITS, DenseFeature, Schema, SparseFeature, TaskSpec
+from torchrec_automtl.datasets.validation import DataError
 
 
 @dataclass(frozen=True)

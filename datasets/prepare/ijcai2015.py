@@ -11,8 +11,8 @@ a user absent from it gets missing (OOV) features, counted in manifest.json. Ran
 
 from __future__ import annotations
 
-from datasets.prepare.converter import StageContext, Staged
-from datasets.prepare.interactions import BehaviourLog, InteractionConverter, UserTable, stage_samples
+from torchrec_automtl.datasets.prepare.converter import StageContext, Staged
+from torchrec_automtl.datasets.prepare.interactions import BehaviourLog, InteractionConverter, UserTable, stage_samples
 
 LOG = BehaviourLog(
     file="user_log_format1.csv",

@@ -36,15 +36,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datasets.prepare.converter import Converter, Layout, StageContext, Staged
-from datasets.prepare.csv_rows import FILE_INDEX_SHIFT, progress_bar, read_csv_rows, row_keys
-from datasets.prepare.lines import read_line_blocks, split_columns
-from datasets.prepare.splits import ANY_SPLIT, splitmix64
-from datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, BucketedFiles, StagedFile, read_batches
-from datasets.prepare.values import first_repeated, require_integer_ids
-from datasets.prepare.side_tables import SideTable
-from datasets.prepare.vocabulary import FrequencyCounter, SortedKeys
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.converter import Converter, Layout, StageContext, Staged
+from torchrec_automtl.datasets.prepare.csv_rows import FILE_INDEX_SHIFT, progress_bar, read_csv_rows, row_keys
+from torchrec_automtl.datasets.prepare.lines import read_line_blocks, split_columns
+from torchrec_automtl.datasets.prepare.splits import ANY_SPLIT, splitmix64
+from torchrec_automtl.datasets.prepare.staging import ROW_KEY, STAGED_SPLIT, BucketedFiles, StagedFile, read_batches
+from torchrec_automtl.datasets.prepare.values import first_repeated, require_integer_ids
+from torchrec_automtl.datasets.prepare.side_tables import SideTable
+from torchrec_automtl.datasets.prepare.vocabulary import FrequencyCounter, SortedKeys
+from torchrec_automtl.datasets.validation import DataError
 
 USER, ITEM = "user_id", "item_id"
 SAMPLE_KINDS = ("pair", "event")

@@ -35,11 +35,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from datasets.prepare.converter import Converter, Layout, StageContext, Staged
-from datasets.prepare.csv_rows import read_csv_rows, stage_tables
-from datasets.prepare.side_tables import SideTable
-from datasets.prepare.values import first_repeated, parse_integers, parse_numbers
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.converter import Converter, Layout, StageContext, Staged
+from torchrec_automtl.datasets.prepare.csv_rows import read_csv_rows, stage_tables
+from torchrec_automtl.datasets.prepare.side_tables import SideTable
+from torchrec_automtl.datasets.prepare.values import first_repeated, parse_integers, parse_numbers
+from torchrec_automtl.datasets.validation import DataError
 
 LOG_FILES = ("log_standard_4_08_to_4_21_pure.csv", "log_standard_4_22_to_5_08_pure.csv")
 USER_FILE = "user_features_pure.csv"

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datasets.prepare.bad_lines import BadLines
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.bad_lines import BadLines
+from torchrec_automtl.datasets.validation import DataError
 
 BLOCK_BYTES = 16 << 20
 

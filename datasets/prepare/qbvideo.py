@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from datasets.prepare.converter import Converter, Layout, StageContext, Staged
-from datasets.prepare.csv_rows import read_csv_rows, stage_tables
+from torchrec_automtl.datasets.prepare.converter import Converter, Layout, StageContext, Staged
+from torchrec_automtl.datasets.prepare.csv_rows import read_csv_rows, stage_tables
 
 FILE = "QB-video.csv"
 HEADER = ("user_id", "item_id", "click", "follow", "like", "share", "video_category", "watching_times", "gender", "age")

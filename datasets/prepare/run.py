@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.atomic_files import atomic_directory, atomic_write_json
-from datasets.prepare.bad_lines import BadLines
-from datasets.prepare.converter import Converter, StageContext
-from datasets.prepare.finishing import SplitPlan, build_vocabularies, check_reusable, schema_of, write_splits
-from datasets.prepare.lines import BLOCK_BYTES
-from datasets.prepare.vocabulary import VocabularySet
-from datasets.validation import DataError
+from torchrec_automtl.common.atomic_files import atomic_directory, atomic_write_json
+from torchrec_automtl.datasets.prepare.bad_lines import BadLines
+from torchrec_automtl.datasets.prepare.converter import Converter, StageContext
+from torchrec_automtl.datasets.prepare.finishing import SplitPlan, build_vocabularies, check_reusable, schema_of, write_splits
+from torchrec_automtl.datasets.prepare.lines import BLOCK_BYTES
+from torchrec_automtl.datasets.prepare.vocabulary import VocabularySet
+from torchrec_automtl.datasets.validation import DataError
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
@@ -23,7 +23,7 @@ MANIFEST_VERSION = 1
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    """The options every converter shares (``python -m datasets.prepare <name> --help``)."""
+    """The options every converter shares (``python -m torchrec_automtl.datasets.prepare <name> --help``)."""
 
     raw: Path
     out: Path

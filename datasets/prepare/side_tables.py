@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datasets.prepare.vocabulary import SortedKeys
+from torchrec_automtl.datasets.prepare.vocabulary import SortedKeys
 
 
 class SideTable:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets.schema import SPLITS
+from torchrec_automtl.datasets.schema import SPLITS
 
 TRAIN, VALID, TEST = (SPLITS.index(name) for name in ("train", "valid", "test"))
 # Staged ``_split`` values: a row of a dataset without official splits, a row of an official

@@ -9,7 +9,7 @@ item_id, category_id. Random 8:1:1 split (paper 001).
 
 from __future__ import annotations
 
-from datasets.prepare.interactions import BehaviourLog, InteractionConverter
+from torchrec_automtl.datasets.prepare.interactions import BehaviourLog, InteractionConverter
 
 LOG = BehaviourLog(
     file="UserBehavior.csv",

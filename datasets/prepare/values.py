@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datasets.prepare.bad_lines import BadLines
-from datasets.prepare.lines import LineRows
+from torchrec_automtl.datasets.prepare.bad_lines import BadLines
+from torchrec_automtl.datasets.prepare.lines import LineRows
 
 INTEGER = r"^-?[0-9]{1,18}$"
 FINITE_NUMBER = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"

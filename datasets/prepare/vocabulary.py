@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from common.atomic_files import read_json
-from datasets.validation import DataError
+from torchrec_automtl.common.atomic_files import read_json
+from torchrec_automtl.datasets.validation import DataError
 
 OOV_ID = 0
 _MERGE_ROWS = 1 << 16  # pending (value, count) rows before a merge, per counter

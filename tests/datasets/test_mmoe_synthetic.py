@@ -2,11 +2,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from datasets.mmoe_synthetic import MMoEGenerator
-from datasets.parquet_reader import split_files
-from datasets.schema import Schema
-from datasets.synthetic import main as synthetic_main
-from datasets.synthetic import write_synthetic
+from torchrec_automtl.datasets.mmoe_synthetic import MMoEGenerator
+from torchrec_automtl.datasets.parquet_reader import split_files
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.datasets.synthetic import main as synthetic_main
+from torchrec_automtl.datasets.synthetic import write_synthetic
 
 
 @pytest.mark.parametrize("correlation", [0.0, 0.5, 0.9, -0.3])

@@ -5,9 +5,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datasets.parquet_reader import BatchReader, ParquetSplit, split_files
-from datasets.schema import Schema
-from datasets.validation import DataError
+from torchrec_automtl.datasets.parquet_reader import BatchReader, ParquetSplit, split_files
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.datasets.validation import DataError
 from tests.conftest import write_indexed_dataset
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from datasets.schema import DenseFeature, Schema, SchemaError, SparseFeature, TaskSpec
+from torchrec_automtl.datasets.schema import DenseFeature, Schema, SchemaError, SparseFeature, TaskSpec
 
 
 def _schema(**overrides) -> Schema:

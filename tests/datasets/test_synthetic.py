@@ -7,11 +7,11 @@ import scipy.sparse as sparse
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from common.ranking import auc
-from datasets.parquet_reader import split_files
-from datasets.schema import Schema
-from datasets.synthetic import ADDITIVE_FIELDS, ALICCP_FIELDS, ALICCP_LIKE, SMALL_VOCAB, PlantedGenerator, Rows, write_aliccp_like
-from datasets.synthetic import main as synthetic_main
+from torchrec_automtl.common.ranking import auc
+from torchrec_automtl.datasets.parquet_reader import split_files
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.datasets.synthetic import ADDITIVE_FIELDS, ALICCP_FIELDS, ALICCP_LIKE, SMALL_VOCAB, PlantedGenerator, Rows, write_aliccp_like
+from torchrec_automtl.datasets.synthetic import main as synthetic_main
 
 CLICK_ADDITIVE = list(ADDITIVE_FIELDS["click"])
 

@@ -5,7 +5,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pipelines.sharding import average_batchnorm_statistics
+from torchrec_automtl.pipelines.sharding import average_batchnorm_statistics
 from tests.distributed.spawn import run_on_ranks
 
 

@@ -5,12 +5,12 @@ import warnings
 import pytest
 import torch
 
-from datasets.parquet_reader import BatchReader, ParquetSplit
-from datasets.schema import Schema
-from modules.mmoe import MMoEConfig
-from modules.multitask import MultiTaskTrain, build_multitask_model
-from pipelines.process_group import destroy_distributed, init_distributed
-from pipelines.sharding import BENIGN_FBGEMM_WARNING, shard_model, silence_benign_fbgemm_warning
+from torchrec_automtl.datasets.parquet_reader import BatchReader, ParquetSplit
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.mmoe import MMoEConfig
+from torchrec_automtl.modules.multitask import MultiTaskTrain, build_multitask_model
+from torchrec_automtl.pipelines.process_group import destroy_distributed, init_distributed
+from torchrec_automtl.pipelines.sharding import BENIGN_FBGEMM_WARNING, shard_model, silence_benign_fbgemm_warning
 from tests.distributed.spawn import run_on_ranks
 
 LR = 0.5

@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from datasets.parquet_reader import BatchReader, ParquetSplit
-from datasets.schema import Schema
-from pipelines.evaluation import evaluate, predict
-from common.ranking import auc
-from pipelines.metrics import task_metrics
-from pipelines.process_group import destroy_distributed, init_distributed
+from torchrec_automtl.datasets.parquet_reader import BatchReader, ParquetSplit
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.pipelines.evaluation import evaluate, predict
+from torchrec_automtl.common.ranking import auc
+from torchrec_automtl.pipelines.metrics import task_metrics
+from torchrec_automtl.pipelines.process_group import destroy_distributed, init_distributed
 from tests.conftest import write_indexed_dataset
 from tests.distributed.spawn import run_on_ranks
 

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from datasets.parquet_reader import BatchReader
-from modules.mmoe import MMoEConfig
-from modules.multitask import MultiTaskTrain, build_multitask_model
-from pipelines.checkpoint import load_checkpoint, save_checkpoint
-from pipelines.config import DatasetConfig, TrainConfig, TrainerConfig
-from pipelines.evaluation import predict, to_scores
-from pipelines.sharding import shard_model
-from pipelines.trainer import Trainer
+from torchrec_automtl.datasets.parquet_reader import BatchReader
+from torchrec_automtl.modules.mmoe import MMoEConfig
+from torchrec_automtl.modules.multitask import MultiTaskTrain, build_multitask_model
+from torchrec_automtl.pipelines.checkpoint import load_checkpoint, save_checkpoint
+from torchrec_automtl.pipelines.config import DatasetConfig, TrainConfig, TrainerConfig
+from torchrec_automtl.pipelines.evaluation import predict, to_scores
+from torchrec_automtl.pipelines.sharding import shard_model
+from torchrec_automtl.pipelines.trainer import Trainer
 from tests.distributed.spawn import run_on_ranks
 
 

@@ -13,10 +13,10 @@ import torch
 import torch.distributed.checkpoint as dcp
 import torchrec.fx
 
-from nas.architecture import Architecture
-from nas.derived import DerivedMultiTaskArch
-from nas.discretization import apply_decisions, is_discretized, next_decisions
-from nas.head import DENSE_ARCH_PREFIX, FINETUNED_CHECKPOINT, SearchedHead
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.nas.derived import DerivedMultiTaskArch
+from torchrec_automtl.nas.discretization import apply_decisions, is_discretized, next_decisions
+from torchrec_automtl.nas.head import DENSE_ARCH_PREFIX, FINETUNED_CHECKPOINT, SearchedHead
 from tests.nas.helpers import SCHEMA, small_supernet
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from experiments.ablation import run_ablation
-from pipelines.config import ConfigError
-from pipelines.result import RESULT_FORMAT
+from torchrec_automtl.experiments.ablation import run_ablation
+from torchrec_automtl.pipelines.config import ConfigError
+from torchrec_automtl.pipelines.result import RESULT_FORMAT
 from tests.distributed.spawn import run_on_ranks
 from tests.experiments.test_compare import TINY
 
@@ -27,7 +27,7 @@ def _ablation(rank: int, cfg) -> list[dict]:
 
 
 def test_every_shipped_variant_composes_into_a_valid_search_config(tmp_path):
-    from experiments.ablation import variant_config
+    from torchrec_automtl.experiments.ablation import variant_config
 
     cfg = _cfg([])
     for variant in cfg.variants:

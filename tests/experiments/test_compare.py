@@ -6,8 +6,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from scipy.stats import ttest_rel
 
-from experiments.compare import CompareConfig, parse_compare_config, run_comparison
-from pipelines.config import ConfigError
+from torchrec_automtl.experiments.compare import CompareConfig, parse_compare_config, run_comparison
+from torchrec_automtl.pipelines.config import ConfigError
 from tests.distributed.spawn import run_on_ranks
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

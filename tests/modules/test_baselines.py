@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from modules.moe_blocks import ExpertGroup, SoftmaxGate
-from modules.multitask import MultiTaskTrain, build_multitask_model
-from modules.registry import model_entry
+from torchrec_automtl.modules.moe_blocks import ExpertGroup, SoftmaxGate
+from torchrec_automtl.modules.multitask import MultiTaskTrain, build_multitask_model
+from torchrec_automtl.modules.registry import model_entry
 from tests.modules.test_mmoe import _batch, _schema
 
 BASELINES = ["single_task", "shared_bottom", "mmoe", "ml_mmoe", "cgc", "ple", "aitm", "adatt"]

@@ -3,10 +3,10 @@ import torch
 import torch.nn.functional as F
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from datasets.batch import Batch
-from datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
-from modules.mmoe import MMoE, MMoEConfig
-from modules.multitask import MultiTaskTrain, build_multitask_model
+from torchrec_automtl.datasets.batch import Batch
+from torchrec_automtl.datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
+from torchrec_automtl.modules.mmoe import MMoE, MMoEConfig
+from torchrec_automtl.modules.multitask import MultiTaskTrain, build_multitask_model
 
 
 def _schema(num_tasks: int) -> Schema:

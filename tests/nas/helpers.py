@@ -1,8 +1,8 @@
 """A small supernet for the NAS tests, and the schema it searches on."""
 
-from datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
-from nas.search_space import SearchSpaceConfig
-from nas.supernet import DesanSupernet
+from torchrec_automtl.datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
+from torchrec_automtl.nas.search_space import SearchSpaceConfig
+from torchrec_automtl.nas.supernet import DesanSupernet
 
 SPARSE = ["user", "item", "tags"]
 DENSE = ["price", "age"]

@@ -4,9 +4,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from nas.pd_darts import ArchitectureSearch
-from nas.search_config import parse_nas_config
-from pipelines.process_group import destroy_distributed
+from torchrec_automtl.nas.pd_darts import ArchitectureSearch
+from torchrec_automtl.nas.search_config import parse_nas_config
+from torchrec_automtl.pipelines.process_group import destroy_distributed
 from tests.distributed.spawn import run_on_ranks
 from tests.nas.test_search import REPO, TINY
 

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from datasets.schema import Schema, SparseFeature
-from nas.architecture import Architecture, ArchitectureError
-from nas.derived import DerivedMultiTaskArch, derive_from_supernet
-from nas.discretization import apply_decisions, is_discretized, next_decisions
+from torchrec_automtl.datasets.schema import Schema, SparseFeature
+from torchrec_automtl.nas.architecture import Architecture, ArchitectureError
+from torchrec_automtl.nas.derived import DerivedMultiTaskArch, derive_from_supernet
+from torchrec_automtl.nas.discretization import apply_decisions, is_discretized, next_decisions
 from tests.nas.helpers import DENSE, SCHEMA, SPARSE, TASKS, small_supernet
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from nas.discretization import (
+from torchrec_automtl.nas.discretization import (
     apply_decisions,
     block_confidence,
     is_discretized,

@@ -4,16 +4,16 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedTensor
 
-from common.ranking import auc
-from datasets.parquet_reader import BatchReader, ParquetSplit
-from datasets.schema import Schema
-from modules.multitask import MultiTaskTrain, build_multitask_model
-from nas.architecture import Architecture
-from nas.derived import AutoMTLConfig
-from nas.discretization import apply_decisions, is_discretized, next_decisions
-from nas.head import SearchedHead
-from nas.search_and_finetune import run_search
-from pipelines.checkpoint import load_checkpoint
+from torchrec_automtl.common.ranking import auc
+from torchrec_automtl.datasets.parquet_reader import BatchReader, ParquetSplit
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.multitask import MultiTaskTrain, build_multitask_model
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.nas.derived import AutoMTLConfig
+from torchrec_automtl.nas.discretization import apply_decisions, is_discretized, next_decisions
+from torchrec_automtl.nas.head import SearchedHead
+from torchrec_automtl.nas.search_and_finetune import run_search
+from torchrec_automtl.pipelines.checkpoint import load_checkpoint
 from tests.distributed.spawn import run_on_ranks
 from tests.nas.helpers import DENSE, SCHEMA, SPARSE, small_supernet
 from tests.nas.test_search import TINY, _config

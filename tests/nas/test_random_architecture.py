@@ -4,9 +4,9 @@ from collections import Counter
 import pytest
 import torch
 
-from datasets.schema import Schema
-from nas.derived import DerivedMultiTaskArch
-from nas.random_architecture import main, sample_architecture, search_space_preset
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.nas.derived import DerivedMultiTaskArch
+from torchrec_automtl.nas.random_architecture import main, sample_architecture, search_space_preset
 
 
 def test_random_architectures_are_seeded_uniform_and_buildable(tiny_aliccp):

@@ -10,14 +10,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from datasets.schema import Schema
-from datasets.synthetic import write_aliccp_like
-from nas.architecture import Architecture
-from nas.pd_darts import ArchitectureSearch
-from nas.search_and_finetune import run_search
-from nas.search_config import NasConfig, parse_nas_config
-from pipelines.process_group import destroy_distributed
-from pipelines.result import RunResult
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.datasets.synthetic import write_aliccp_like
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.nas.pd_darts import ArchitectureSearch
+from torchrec_automtl.nas.search_and_finetune import run_search
+from torchrec_automtl.nas.search_config import NasConfig, parse_nas_config
+from torchrec_automtl.pipelines.process_group import destroy_distributed
+from torchrec_automtl.pipelines.result import RunResult
 from tests.distributed.spawn import run_on_ranks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,8 +146,8 @@ def _dense_regression_search(rank: int, config: NasConfig, run_dir: str) -> dict
 @pytest.mark.slow
 def test_search_on_an_all_dense_regression_dataset(tmp_path):
     """The MMoE synthetic study's data: dense inputs only, two regression tasks (MSE loss, metric and monitor)."""
-    from datasets.mmoe_synthetic import MMoEGenerator
-    from datasets.synthetic import write_synthetic
+    from torchrec_automtl.datasets.mmoe_synthetic import MMoEGenerator
+    from torchrec_automtl.datasets.synthetic import write_synthetic
 
     data = tmp_path / "mmoe"
     write_synthetic(MMoEGenerator(0.5, seed=0), data, rows=3000, progress=False)

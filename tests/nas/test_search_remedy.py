@@ -13,11 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from datasets.schema import DenseFeature, Schema, TaskSpec
-from datasets.synthetic import write_synthetic
-from nas.architecture import Architecture
-from nas.pd_darts import ArchitectureSearch
-from pipelines.process_group import destroy_distributed
+from torchrec_automtl.datasets.schema import DenseFeature, Schema, TaskSpec
+from torchrec_automtl.datasets.synthetic import write_synthetic
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.nas.pd_darts import ArchitectureSearch
+from torchrec_automtl.pipelines.process_group import destroy_distributed
 from tests.distributed.spawn import run_on_ranks
 from tests.nas.test_search import _config
 

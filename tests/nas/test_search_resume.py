@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.training_state import STATE_DIR
+from torchrec_automtl.pipelines.training_state import STATE_DIR
 from tests.nas.test_search import TINY
 from tests.pipelines.test_resume import finish, kill_after_epoch, torchrun, without_timings
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from nas.architecture import Architecture
-from nas.discretization import apply_decisions, next_decisions, undecided_count
-from nas.operations import MLP
-from nas.search_config import SearchConfig
-from nas.selection import selection_mask
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.nas.discretization import apply_decisions, next_decisions, undecided_count
+from torchrec_automtl.nas.operations import MLP
+from torchrec_automtl.nas.search_config import SearchConfig
+from torchrec_automtl.nas.selection import selection_mask
 from tests.nas.helpers import SCHEMA, small_supernet
 
 

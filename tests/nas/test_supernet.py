@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from nas.operations import BatchedLinear
-from nas.selection import bi_interaction, selection_mask
+from torchrec_automtl.nas.operations import BatchedLinear
+from torchrec_automtl.nas.selection import bi_interaction, selection_mask
 from tests.nas.helpers import small_supernet
 
 

@@ -9,15 +9,15 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from datasets.schema import Schema
-from modules.multitask import build_multitask_model
-import nas.derived  # noqa: F401  (registers model=automtl, as nas/train.py does)
-from nas.architecture import Architecture
-from nas.discretization import apply_decisions, is_discretized, next_decisions
-from nas.search_config import parse_nas_config
-from nas.search_space import SearchSpaceConfig
-from nas.supernet import DesanSupernet
-from pipelines.config import ConfigError, parse_train_config
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.multitask import build_multitask_model
+import torchrec_automtl.nas.derived  # noqa: F401  (registers model=automtl, as nas/train.py does)
+from torchrec_automtl.nas.architecture import Architecture
+from torchrec_automtl.nas.discretization import apply_decisions, is_discretized, next_decisions
+from torchrec_automtl.nas.search_config import parse_nas_config
+from torchrec_automtl.nas.search_space import SearchSpaceConfig
+from torchrec_automtl.nas.supernet import DesanSupernet
+from torchrec_automtl.pipelines.config import ConfigError, parse_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -69,7 +69,7 @@ def test_every_config_group_is_used_by_an_entry():
 
 
 def test_architecture_of_another_schema_is_refused(tiny_architecture, tmp_path):
-    from datasets.synthetic import write_aliccp_like
+    from torchrec_automtl.datasets.synthetic import write_aliccp_like
 
     other = tmp_path / "other"
     write_aliccp_like(other, rows=300, progress=False)
@@ -111,8 +111,8 @@ def test_composed_config_is_struct():
     assert OmegaConf.is_struct(cfg)
 
 
-@pytest.mark.parametrize("entry, override", [("pipelines.train", "trainer.epochz=3"), ("pipelines.train", "+trainer.epochz=3"),
-                                             ("nas.search", "+search.epochz=3")])
+@pytest.mark.parametrize("entry, override", [("torchrec_automtl.pipelines.train", "trainer.epochz=3"), ("torchrec_automtl.pipelines.train", "+trainer.epochz=3"),
+                                             ("torchrec_automtl.nas.search", "+search.epochz=3")])
 def test_cli_rejects_unknown_key(entry, override, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", entry, override, f"run_dir={tmp_path / 'run'}"],
@@ -126,7 +126,7 @@ def test_cli_rejects_unknown_key(entry, override, tmp_path):
 
 def test_the_debug_switch_keeps_the_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.train", "+trainer.epochz=3", f"run_dir={tmp_path / 'run'}"],
+        [sys.executable, "-m", "torchrec_automtl.pipelines.train", "+trainer.epochz=3", f"run_dir={tmp_path / 'run'}"],
         cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "AUTOMTL_DEBUG": "1"},
     )
     assert result.returncode != 0 and "ConfigError" in result.stderr and "epochz" in result.stderr
@@ -135,10 +135,10 @@ def test_the_debug_switch_keeps_the_traceback(tmp_path):
 @pytest.mark.slow
 def test_the_searched_model_trains_from_nas_train_and_pipelines_train_points_there(tiny_aliccp, tiny_architecture, tmp_path):
     overrides = [f"dataset.path={tiny_aliccp}", "model=automtl", f"model.architecture={tiny_architecture}", "trainer=smoke"]
-    refused = subprocess.run([sys.executable, "-m", "pipelines.train", *overrides, f"run_dir={tmp_path / 'plain'}"],
+    refused = subprocess.run([sys.executable, "-m", "torchrec_automtl.pipelines.train", *overrides, f"run_dir={tmp_path / 'plain'}"],
                              cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0 and "python -m nas.train" in refused.stderr
-    trained = subprocess.run([sys.executable, "-m", "nas.train", *overrides, f"run_dir={tmp_path / 'run'}"],
+    assert refused.returncode != 0 and "python -m torchrec_automtl.nas.train" in refused.stderr
+    trained = subprocess.run([sys.executable, "-m", "torchrec_automtl.nas.train", *overrides, f"run_dir={tmp_path / 'run'}"],
                              cwd=REPO, capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"] == "automtl"

@@ -1,7 +1,7 @@
 import pytest
 
-from datasets.schema import TaskSpec
-from pipelines.early_stopping import EarlyStopping, resolve_monitor
+from torchrec_automtl.datasets.schema import TaskSpec
+from torchrec_automtl.pipelines.early_stopping import EarlyStopping, resolve_monitor
 
 BINARY = [TaskSpec("click"), TaskSpec("buy")]
 REGRESSION = [TaskSpec("y1", "regression"), TaskSpec("y2", "regression")]

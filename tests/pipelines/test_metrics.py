@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from datasets.schema import TaskSpec
-from common.ranking import auc
-from pipelines.metrics import grouped_auc, task_metrics
+from torchrec_automtl.datasets.schema import TaskSpec
+from torchrec_automtl.common.ranking import auc
+from torchrec_automtl.pipelines.metrics import grouped_auc, task_metrics
 
 
 def _pairwise_auc(scores, labels):

@@ -4,10 +4,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from modules.mmoe import MMoEConfig
-from pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, typed_group
-from pipelines.optimizers import LearningRateSchedule
-from pipelines.trainer import Trainer
+from torchrec_automtl.modules.mmoe import MMoEConfig
+from torchrec_automtl.pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, typed_group
+from torchrec_automtl.pipelines.optimizers import LearningRateSchedule
+from torchrec_automtl.pipelines.trainer import Trainer
 from tests.distributed.spawn import run_on_ranks
 
 

@@ -11,28 +11,28 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from datasets.parquet_reader import BatchReader, ParquetSplit
-from datasets.schema import Schema
-from modules.multitask import MultiTaskTrain, build_multitask_model
-from pipelines.checkpoint import load_checkpoint
-from pipelines.evaluation import to_scores
-from pipelines.metrics import task_metrics
-from pipelines.predict import ROW_COLUMN, load_run_config, score_columns
+from torchrec_automtl.datasets.parquet_reader import BatchReader, ParquetSplit
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.modules.multitask import MultiTaskTrain, build_multitask_model
+from torchrec_automtl.pipelines.checkpoint import load_checkpoint
+from torchrec_automtl.pipelines.evaluation import to_scores
+from torchrec_automtl.pipelines.metrics import task_metrics
+from torchrec_automtl.pipelines.predict import ROW_COLUMN, load_run_config, score_columns
 from tests.pipelines.test_resume import REPO, finish, torchrun
 
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_aliccp, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("predict") / "run"
-    command = [sys.executable, "-m", "pipelines.train", f"dataset.path={tiny_aliccp}", f"run_dir={run_dir}", "trainer=smoke",
+    command = [sys.executable, "-m", "torchrec_automtl.pipelines.train", f"dataset.path={tiny_aliccp}", f"run_dir={run_dir}", "trainer=smoke",
                "trainer.eval_batch_size=128", "trainer.sharding_type=table_wise"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
 
-def _predict(run_dir: Path, out: Path, *extra: str, module: str = "pipelines.predict") -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", module, str(run_dir), "--out", str(out), "--no-progress", *extra]
+def _predict(run_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torchrec_automtl.pipelines.predict", str(run_dir), "--out", str(out), "--no-progress", *extra]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
@@ -55,7 +55,7 @@ def _reference_scores(run_dir: Path, dataset: Path, split: str) -> tuple[np.ndar
 def test_scores_of_two_ranks_are_the_evaluations_for_every_row_once(trained_run, tiny_aliccp, tmp_path):
     out = tmp_path / "scores.parquet"
     # 2 ranks x batches of 64 rows do not divide the split: the last batches are padded.
-    finish(torchrun(["-m", "pipelines.predict", str(trained_run), "--out", str(out), "--batch-size", "64", "--no-progress"]))
+    finish(torchrun(["-m", "torchrec_automtl.pipelines.predict", str(trained_run), "--out", str(out), "--batch-size", "64", "--no-progress"]))
     table = pq.read_table(out)
     tasks = Schema.load(tiny_aliccp).tasks
     expected, labels = _reference_scores(trained_run, tiny_aliccp, "test")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipelines.result import RESULT_FORMAT, ResultError, RunResult, SearchPart
+from torchrec_automtl.pipelines.result import RESULT_FORMAT, ResultError, RunResult, SearchPart
 
 
 def _result(**changes) -> RunResult:

@@ -15,15 +15,15 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-from pipelines.config import parse_train_config
-from pipelines.trainer import Trainer
-from pipelines.training_state import STATE_DIR, find_training_state, save_training_state
+from torchrec_automtl.pipelines.config import parse_train_config
+from torchrec_automtl.pipelines.trainer import Trainer
+from torchrec_automtl.pipelines.training_state import STATE_DIR, find_training_state, save_training_state
 from tests.distributed.spawn import run_on_ranks
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-TRAIN = ["-m", "pipelines.train", "trainer=smoke", "trainer.epochs=6", "trainer.patience=2", "trainer.max_steps_per_epoch=6",
+TRAIN = ["-m", "torchrec_automtl.pipelines.train", "trainer=smoke", "trainer.epochs=6", "trainer.patience=2", "trainer.max_steps_per_epoch=6",
          "trainer.batch_size=64", "trainer.sharding_type=table_wise", "trainer.dense_weight_decay=0.01"]
 TIMINGS = ("seconds", "samples_per_s", "train_seconds", "wall_time_s")
 
@@ -91,7 +91,7 @@ def test_a_killed_run_resumes_to_the_same_metrics(tiny_aliccp, tmp_path):
 
 
 def test_resume_needs_a_state_to_resume_from(tiny_aliccp, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipelines.train", f"dataset.path={tiny_aliccp}", f"run_dir={tmp_path}",
+    result = subprocess.run([sys.executable, "-m", "torchrec_automtl.pipelines.train", f"dataset.path={tiny_aliccp}", f"run_dir={tmp_path}",
                              "trainer=smoke", "resume=true"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "holds no training state" in result.stderr
 

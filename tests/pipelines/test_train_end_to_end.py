@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datasets.synthetic import write_aliccp_like
+from torchrec_automtl.datasets.synthetic import write_aliccp_like
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def test_mmoe_learns_the_planted_click_signal(tmp_path):
     write_aliccp_like(data, rows=100_000, seed=0, progress=False)
     run_dir = tmp_path / "run"
     command = [
-        sys.executable, "-m", "pipelines.train", f"dataset.path={data}", f"run_dir={run_dir}",
+        sys.executable, "-m", "torchrec_automtl.pipelines.train", f"dataset.path={data}", f"run_dir={run_dir}",
         "trainer.epochs=2", "trainer.batch_size=512", "trainer.progress=false", "trainer.gauc=true",
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from torchx_components.train import search, train
+from torchrec_automtl.torchx_components.train import search, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,9 +17,9 @@ def test_component_runs_the_training_module_on_every_rank():
     assert role.num_replicas == 1
     command = " ".join(role.args)
     assert "--nproc_per_node 4" in command
-    assert "-m pipelines.train" in command
+    assert "-m torchrec_automtl.pipelines.train" in command
     assert command.index("trainer.epochs=1") < command.index("run_dir=runs/x")
-    assert "-m nas.search" in " ".join(search("search=fast").roles[0].args)
+    assert "-m torchrec_automtl.nas.search" in " ".join(search("search=fast").roles[0].args)
 
 
 @pytest.mark.slow

@@ -7,13 +7,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datasets.prepare.cli import build_parser, options_from_args
-from datasets.prepare.registry import CONVERTERS
-from datasets.prepare.run import prepare
+from torchrec_automtl.datasets.prepare.cli import build_parser, options_from_args
+from torchrec_automtl.datasets.prepare.registry import CONVERTERS
+from torchrec_automtl.datasets.prepare.run import prepare
 
 
 def convert(dataset: str, raw: Path, out: Path, *flags: str) -> dict:
-    """Run ``python -m datasets.prepare dataset --raw raw --out out *flags`` in-process; return the manifest."""
+    """Run ``python -m torchrec_automtl.datasets.prepare dataset --raw raw --out out *flags`` in-process; return the manifest."""
     args = build_parser().parse_args([dataset, "--raw", str(raw), "--out", str(out), "--no-progress", *flags])
     return prepare(CONVERTERS[dataset](args), options_from_args(args))
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datasets.prepare.aliccp import concat_lists
-from datasets.prepare.splits import OFFICIAL_TRAIN, assign_splits
-from datasets.schema import Schema
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.aliccp import concat_lists
+from torchrec_automtl.datasets.prepare.splits import OFFICIAL_TRAIN, assign_splits
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.datasets.validation import DataError
 from tests.datasets.prepare.helpers import convert, read_all, rows_as_dicts, write_lines
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from datasets.prepare.csv_rows import row_keys
-from datasets.prepare.splits import OFFICIAL_TRAIN, assign_splits
-from datasets.schema import Schema
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.csv_rows import row_keys
+from torchrec_automtl.datasets.prepare.splits import OFFICIAL_TRAIN, assign_splits
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.datasets.validation import DataError
 from tests.datasets.prepare.helpers import convert, rows_as_dicts, write_lines
 
 CATEGORICAL = [f"categorical_{k}" for k in range(1, 17)]

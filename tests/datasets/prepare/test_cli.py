@@ -1,4 +1,4 @@
-"""``python -m datasets.prepare``: help for every converter, clear errors with exit status 2."""
+"""``python -m torchrec_automtl.datasets.prepare``: help for every converter, clear errors with exit status 2."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from datasets.prepare.cli import main
-from datasets.prepare.registry import CONVERTERS
+from torchrec_automtl.datasets.prepare.cli import main
+from torchrec_automtl.datasets.prepare.registry import CONVERTERS
 
 
 @pytest.mark.parametrize("argv", [["--help"], *([name, "--help"] for name in CONVERTERS)])

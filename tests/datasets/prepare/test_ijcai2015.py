@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from datasets.prepare.ijcai2015 import LOG, USER_HEADER
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.ijcai2015 import LOG, USER_HEADER
+from torchrec_automtl.datasets.validation import DataError
 from tests.datasets.prepare.helpers import convert, write_lines
 from tests.datasets.prepare.test_interactions import decoded_samples, hand_written, seed_keeping_in_train
 

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datasets.prepare.interactions import Sampling, counts_of, pairs_of, with_flags
-from datasets.prepare.splits import ANY_SPLIT, TRAIN, assign_splits
-from datasets.prepare.userbehavior import LOG
+from torchrec_automtl.datasets.prepare.interactions import Sampling, counts_of, pairs_of, with_flags
+from torchrec_automtl.datasets.prepare.splits import ANY_SPLIT, TRAIN, assign_splits
+from torchrec_automtl.datasets.prepare.userbehavior import LOG
 from tests.datasets.prepare.helpers import rows_as_dicts
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from datasets.prepare.csv_rows import row_keys
-from datasets.prepare.kuairand import LOG_FILES, LOG_HEADER, TASKS, USER_FILE, USER_HEADER, VIDEO_FILE, VIDEO_HEADER
-from datasets.prepare.splits import ANY_SPLIT, assign_splits
-from datasets.schema import Schema
-from datasets.validation import DataError
+from torchrec_automtl.datasets.prepare.csv_rows import row_keys
+from torchrec_automtl.datasets.prepare.kuairand import LOG_FILES, LOG_HEADER, TASKS, USER_FILE, USER_HEADER, VIDEO_FILE, VIDEO_HEADER
+from torchrec_automtl.datasets.prepare.splits import ANY_SPLIT, assign_splits
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.datasets.validation import DataError
 from tests.datasets.prepare.helpers import convert, rows_as_dicts, write_lines
 
 ONEHOT = ",".join(str(i % 3) for i in range(18))

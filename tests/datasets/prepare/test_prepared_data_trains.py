@@ -38,7 +38,7 @@ def test_converted_aliccp_trains_with_the_dataset_config(tmp_path: Path) -> None
     write_planted_raw(tmp_path / "raw", rows=6000)
     convert("aliccp", tmp_path / "raw", tmp_path / "aliccp")
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "pipelines.train", "dataset=aliccp", f"dataset.path={tmp_path / 'aliccp'}",
+    command = [sys.executable, "-m", "torchrec_automtl.pipelines.train", "dataset=aliccp", f"dataset.path={tmp_path / 'aliccp'}",
                "model=mmoe", "trainer=smoke", "trainer.epochs=3", f"run_dir={run_dir}"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import datasets.prepare.run as run_module
-from datasets.prepare.qbvideo import HEADER
-from datasets.prepare.splits import ANY_SPLIT, assign_splits
-from datasets.prepare.vocabulary import VocabularySet
-from datasets.schema import Schema
-from datasets.validation import DataError
+import torchrec_automtl.datasets.prepare.run as run_module
+from torchrec_automtl.datasets.prepare.qbvideo import HEADER
+from torchrec_automtl.datasets.prepare.splits import ANY_SPLIT, assign_splits
+from torchrec_automtl.datasets.prepare.vocabulary import VocabularySet
+from torchrec_automtl.datasets.schema import Schema
+from torchrec_automtl.datasets.validation import DataError
 from tests.datasets.prepare.helpers import convert, read_all, rows_as_dicts, write_lines
 
 # user, item, click, follow, like, share, category, watching_times, gender, age

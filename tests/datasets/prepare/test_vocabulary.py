@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from datasets.prepare.vocabulary import OOV_ID, FrequencyCounter, SortedKeys, Vocabulary
+from torchrec_automtl.datasets.prepare.vocabulary import OOV_ID, FrequencyCounter, SortedKeys, Vocabulary
 
 
 def vocabulary_of(values: list, min_count: int = 1) -> Vocabulary:
