@@ -130,10 +130,18 @@ class ArchitectureSearch(TrainerHooks):
             remaining = undecided_count(self.supernet, kinds)
             count = search.decisions_per_epoch or math.ceil(remaining / max(1, search.epochs - epoch))
             stage, decisions = "discretize" if kinds else "search", self._decide(count, kinds)
+        self._configure_epoch(epoch, stage)
+        return {"stage": stage, "decisions": decisions}
+
+    def restart_epoch(self, trainer: Trainer, epoch: int, record: dict) -> None:
+        """Continue an epoch a resumed search had begun: its decisions are already in the supernet's buffers."""
+        self._configure_epoch(epoch, record["stage"])
+
+    def _configure_epoch(self, epoch: int, stage: str) -> None:
+        search = self.config.search
         self.architecture_optimizer.active = stage != "warmup_weights"
         self.supernet.auxiliary_skip = search.auxiliary_skip_weight(epoch)
         self.supernet.gumbel_temperature = search.temperature(epoch)
-        return {"stage": stage, "decisions": decisions}
 
     def end_epoch(self, trainer: Trainer, record: dict) -> None:
         """Add the decision state and the alpha/beta snapshot to the record; append it to the search log."""

@@ -90,6 +90,13 @@ def dense_parameters(model: DistributedModelParallel) -> dict[str, nn.Parameter]
     return dict(in_backward_optimizer_filter(model.named_parameters()))
 
 
+def batchnorm_statistics(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every BatchNorm's running mean and variance by name: the buffers in which ranks differ within an epoch."""
+    return {f"{name}.{kind}": getattr(module, kind) for name, module in model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats
+            for kind in ("running_mean", "running_var")}
+
+
 def average_batchnorm_statistics(model: nn.Module) -> None:
     """Average every BatchNorm's running mean and variance over the ranks, in place.
 
@@ -100,8 +107,7 @@ def average_batchnorm_statistics(model: nn.Module) -> None:
     """
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return
-    buffers = [buffer for module in model.modules() if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats
-               for buffer in (module.running_mean, module.running_var)]
+    buffers = list(batchnorm_statistics(model).values())
     if not buffers:
         return
     flat = torch.cat([buffer.flatten() for buffer in buffers])

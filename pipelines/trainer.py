@@ -81,39 +81,53 @@ def task_scores_text(metrics: dict, tasks: Sequence[TaskSpec]) -> str:
     return " ".join(f"{t.name}={metrics[t.name].get('auc', metrics[t.name].get('mse')):.4f}" for t in tasks)
 
 
+@dataclass
+class EpochProgress:
+    """How far a training epoch got: steps taken, this rank's loss sum, seconds spent."""
+
+    steps: int
+    loss_sum: torch.Tensor
+    seconds: float = 0.0
+
+
 def train_epoch(
     pipeline: TrainPipelineSparseDist | StepPipeline, batches: Iterator[Batch], steps: int, samples_per_step: int, ctx: DistributedContext,
-    desc: str, progress: bool = True, after_step: Callable[[], None] | None = None,
+    desc: str, progress: bool = True, after_step: Callable[[EpochProgress], None] | None = None,
+    start: EpochProgress | None = None,
 ) -> dict:
-    """Drive ``pipeline`` over ``batches``, calling ``after_step`` after each step; returns the mean
-    loss over all ranks, samples/s and seconds.
+    """Drive ``pipeline`` over ``batches``, calling ``after_step`` with the progress after each step;
+    returns the mean loss over all ranks, samples/s and seconds. ``start`` continues an epoch a
+    resumed run had begun (``batches`` then holds only the rest).
 
     The model is detached from the pipeline at the end, so evaluation can call it directly; the
     next ``progress`` call attaches it again.
     """
-    loss_sum, step = torch.zeros((), device=ctx.device), 0
-    start = time.perf_counter()
-    with tqdm(total=steps * samples_per_step, desc=desc, unit="samples", unit_scale=True, disable=not (progress and ctx.is_main)) as bar:
+    done = start or EpochProgress(0, torch.zeros((), device=ctx.device))
+    started, before = time.perf_counter(), done.seconds
+    with tqdm(total=steps * samples_per_step, initial=done.steps * samples_per_step, desc=desc, unit="samples", unit_scale=True,
+              disable=not (progress and ctx.is_main)) as bar:
         while True:
             try:
                 loss, _, _ = pipeline.progress(batches)
             except StopIteration:
                 break
-            loss_sum += loss.detach()
-            step += 1
+            done.loss_sum += loss.detach()
+            done.steps += 1
+            done.seconds = before + time.perf_counter() - started
             if after_step is not None:
-                after_step()
+                after_step(done)
             bar.update(samples_per_step)
-            if step % 50 == 0:
+            if done.steps % 50 == 0:
                 bar.set_postfix(loss=f"{float(loss):.4f}")
-    seconds = time.perf_counter() - start
+    seconds = before + time.perf_counter() - started
     pipeline.detach()
+    loss_sum = done.loss_sum.clone()
     if dist.is_initialized():
         dist.all_reduce(loss_sum)
     return {
-        "train_loss": float(loss_sum) / max(step * ctx.world_size, 1),
-        "steps": step,
-        "samples_per_s": step * samples_per_step / seconds if seconds > 0 else 0.0,
+        "train_loss": float(loss_sum) / max(done.steps * ctx.world_size, 1),
+        "steps": done.steps,
+        "samples_per_s": done.steps * samples_per_step / seconds if seconds > 0 else 0.0,
         "seconds": seconds,
     }
 
@@ -175,6 +189,10 @@ class TrainerHooks:
     def start_epoch(self, trainer: "Trainer", epoch: int) -> dict:
         """Called before an epoch trains; returns extra fields of its record."""
         return {}
+
+    def restart_epoch(self, trainer: "Trainer", epoch: int, record: dict) -> None:
+        """Called instead of ``start_epoch`` when a resumed run continues an epoch it had begun;
+        ``record`` holds what ``start_epoch`` returned then (whose effects the saved state holds)."""
 
     def end_epoch(self, trainer: "Trainer", record: dict) -> None:
         """Called after an epoch's validation, with its complete record."""
@@ -316,12 +334,21 @@ class Trainer:
             first = self.resumed["epoch"] + 1
         elif evaluate_start:
             self._end_epoch({"epoch": 0, "trained": False}, stopping)
+        begun = self.resumed.get("partial") if self.resumed is not None else None
         for epoch in range(first, end):
-            record = {"epoch": epoch, **self.hooks.start_epoch(self, epoch), "trained": True}
+            start = None
+            if begun is not None:  # the epoch a state saved within it had begun
+                record = begun["record"]
+                self.hooks.restart_epoch(self, epoch, record)
+                if "loss_sum" in self.resumed["rank_state"]:  # else another world size: the epoch restarts
+                    start = EpochProgress(begun["steps"], self.resumed["rank_state"]["loss_sum"], begun["seconds"])
+                begun = None
+            else:
+                record = {"epoch": epoch, **self.hooks.start_epoch(self, epoch), "trained": True}
             self.model.train()
-            batches = itertools.islice(train_reader.epoch(epoch), steps)
+            batches = itertools.islice(train_reader.epoch(epoch), start.steps if start else 0, steps)
             record.update(train_epoch(self.pipeline, batches, steps, options.batch_size * self.ctx.world_size, self.ctx,
-                                      f"{self.label}epoch {epoch}", options.progress, self.schedule.advance))
+                                      f"{self.label}epoch {epoch}", options.progress, self._after_step(record, stopping, steps), start))
             average_batchnorm_statistics(self.model)
             self._end_epoch(record, stopping)
             if (self.early_stopping and stopping.should_stop) or self.hooks.finished(self, epoch):
@@ -340,11 +367,26 @@ class Trainer:
         if self.write_metrics:
             self._write_metrics(stopping)
         if self.keep_state:
-            meta = {"epoch": record["epoch"], "history": self.history, "stopping": stopping.state(),
-                    "dense_steps": self.schedule.step, "batch_size": self.options.batch_size,
-                    "seconds": time.perf_counter() - self.started,
-                    "hooks": self.hooks.state(self)}
-            save_training_state(self.run_dir, self.model, self.model.fused_optimizer, self.state_optimizers, meta)
+            self._save_state(stopping)
+
+    def _after_step(self, record: dict, stopping: EarlyStopping, steps: int) -> Callable[[EpochProgress], None]:
+        """Advance the LR schedule; every ``trainer.state_every_steps`` steps, save the state within the epoch."""
+        every = self.options.state_every_steps if self.keep_state else 0
+
+        def after_step(progress: EpochProgress) -> None:
+            self.schedule.advance()
+            if every and progress.steps % every == 0 and progress.steps < steps:
+                self._save_state(stopping, {"record": record, "steps": progress.steps, "seconds": progress.seconds},
+                                 {"loss_sum": progress.loss_sum})
+
+        return after_step
+
+    def _save_state(self, stopping: EarlyStopping, partial: dict | None = None, rank_state: dict | None = None) -> None:
+        """``state/`` after the last finished epoch, or within the next one (``partial``: its record and progress)."""
+        meta = {"epoch": self.history[-1]["epoch"] if self.history else -1, "history": self.history, "stopping": stopping.state(),
+                "dense_steps": self.schedule.step, "batch_size": self.options.batch_size,
+                "seconds": time.perf_counter() - self.started, "hooks": self.hooks.state(self), "partial": partial}
+        save_training_state(self.run_dir, self.model, self.model.fused_optimizer, self.state_optimizers, meta, rank_state)
 
     def evaluate(self, split: str) -> dict:
         """Metrics of the model as it is now on ``split`` (``valid`` or ``test``), exact over all ranks."""

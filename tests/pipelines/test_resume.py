@@ -45,16 +45,19 @@ def finish(process: subprocess.Popen) -> None:
     assert process.returncode == 0, stderr[-3000:]
 
 
-def _saved_epoch(state: Path) -> int:
+def _saved_position(state: Path) -> tuple[int, int]:
+    """(last finished epoch, steps of the next one) the state folder holds; (-2, 0) before the first save."""
     try:
-        return json.loads((state / "meta.json").read_text())["epoch"]
+        meta = json.loads((state / "meta.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return -1
+        return -2, 0
+    return meta["epoch"], (meta["partial"] or {}).get("steps", 0)
 
 
-def kill_after_epoch(process: subprocess.Popen, state: Path, epoch: int) -> None:
-    """SIGKILL the whole torchrun job once the state folder ``state`` holds ``epoch`` (it may be mid-way through the next one)."""
-    while _saved_epoch(state) < epoch:
+def kill_after_epoch(process: subprocess.Popen, state: Path, epoch: int, steps: int = 0) -> None:
+    """SIGKILL the whole torchrun job once the state folder ``state`` holds ``epoch`` (and, with
+    ``steps``, that many steps of the next epoch); the job may be further along by then."""
+    while _saved_position(state) < (epoch, steps):
         assert process.poll() is None, "the run ended before it could be killed: " + process.communicate()[1][-3000:]
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
@@ -88,6 +91,12 @@ def test_a_killed_run_resumes_to_the_same_metrics(tiny_aliccp, tmp_path):
     (again / STATE_DIR).rename(again / f".{STATE_DIR}.old")
     finish(_train(tiny_aliccp, again, "resume=true"))
     assert without_timings(json.loads((again / "metrics.json").read_text())) == without_timings(expected)
+
+    # Killed within an epoch, after a state saved every 2 steps: the epoch continues where it stopped.
+    within = tmp_path / "within"
+    kill_after_epoch(_train(tiny_aliccp, within, "trainer.state_every_steps=2"), within / STATE_DIR, epoch=1, steps=4)
+    finish(_train(tiny_aliccp, within, "trainer.state_every_steps=2", "resume=true"))
+    assert without_timings(json.loads((within / "metrics.json").read_text())) == without_timings(expected)
 
 
 def test_resume_needs_a_state_to_resume_from(tiny_aliccp, tmp_path):
