@@ -38,8 +38,9 @@ class SelectedInput(nn.Module):
         parts = []
         if self.reads_sparse:
             kept = embeddings.index_select(1, self.sparse_index)  # [B, s, E]
-            fm = shared_mask_interaction(kept, self.fm_mask.to(kept.dtype))[0]
-            parts += [kept.flatten(1), dense.index_select(1, self.dense_index), fm]
+            # In this order: autograd sums the gradients reaching ``kept`` in the order its uses were made.
+            parts += [kept.flatten(1), dense.index_select(1, self.dense_index),
+                      shared_mask_interaction(kept, self.fm_mask.to(kept.dtype))[0]]
         else:
             parts.append(dense.index_select(1, self.dense_index))
         return torch.cat(parts, dim=1)
