@@ -28,9 +28,9 @@ from torchrec_automtl.pipelines.checkpoint import load_checkpoint, save_checkpoi
 from torchrec_automtl.pipelines.config import ConfigError, TrainConfig, TrainerConfig
 from torchrec_automtl.pipelines.early_stopping import EarlyStopping, monitored_value, resolve_monitor
 from torchrec_automtl.pipelines.evaluation import evaluate
+from torchrec_automtl.pipelines.optimizers import LearningRateSchedule, dense_optimizer
 from torchrec_automtl.pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
 from torchrec_automtl.pipelines.result import RESULT_FILE, RunResult
-from torchrec_automtl.pipelines.optimizers import LearningRateSchedule, dense_optimizer
 from torchrec_automtl.pipelines.sharding import average_batchnorm_statistics, dense_parameters, shard_model
 from torchrec_automtl.pipelines.train_pipeline import StepPipeline, build_train_pipeline
 from torchrec_automtl.pipelines.training_state import (
@@ -211,8 +211,9 @@ class Trainer:
     (the architecture search is this Trainer plus its hooks). ``run_dir`` receives ``config.yaml``
     (``record_config``, resolved), ``metrics.json`` (per-epoch history, best validation metrics, test
     metrics; unless ``write_metrics`` is False) and ``checkpoint/`` (best validation epoch); rank 0 writes.
-    With ``keep_state`` it rewrites ``state/`` after every epoch (``pipelines/training_state.py``), and
-    ``resume`` continues from it: the same epochs, weights and metrics as a run that was never killed.
+    With ``keep_state`` it rewrites ``state/`` after every epoch, and every ``trainer.state_every_steps``
+    steps within one (``pipelines/training_state.py``); ``resume`` continues from it: the same epochs,
+    weights and metrics as a run that was never killed (at another world size, the same global batch).
     """
 
     def __init__(self, dataset_path: str, options: TrainerConfig, seed: int, run_dir: str | Path,

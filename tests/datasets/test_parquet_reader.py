@@ -77,6 +77,28 @@ def test_evaluation_ranks_are_disjoint_cover_all_rows_and_take_equal_steps(index
         assert batch.batch_size == 32  # padded to a constant shape
 
 
+def test_uneven_evaluation_ranks_take_the_longest_ranks_steps_with_all_padding_batches(indexed):
+    """301 rows on 2 ranks are 150 + 151: at batch 50, rank 0 has 3 batches of its own and rank 1 needs 4.
+    Both must take 4 (collectives pair up step by step), rank 0's last one all padding."""
+    folder, schema = indexed
+    split = ParquetSplit.open(folder, "valid", schema)
+    readers = [BatchReader(split, batch_size=50, rank=r, world_size=2) for r in range(2)]
+    batches = [list(reader.epoch()) for reader in readers]
+    assert [len(b) for b in batches] == [len(r) for r in readers] == [4, 4]
+    assert not batches[0][-1].mask.any() and batches[0][-1].batch_size == 50
+    assert int(batches[1][-1].mask.sum()) == 1
+    assert sorted(_rows(batches[0]) + _rows(batches[1])) == list(range(301))
+
+
+def test_uneven_training_ranks_take_the_shortest_ranks_steps(indexed):
+    """1000 rows on 3 ranks are 333 + 333 + 334: at batch 167 only rank 2 has a second full batch,
+    so every rank takes 1 step (a rank taking 2 would wait forever for the others)."""
+    folder, schema = indexed
+    split = ParquetSplit.open(folder, "train", schema)
+    readers = [BatchReader(split, 167, r, 3, training=True, shuffle_buffer=0) for r in range(3)]
+    assert [len(list(reader.epoch(0))) for reader in readers] == [len(reader) for reader in readers] == [1, 1, 1]
+
+
 @pytest.mark.parametrize("world_size", [1, 2, 3])
 def test_training_ranks_are_disjoint_and_take_equal_steps(indexed, world_size):
     folder, schema = indexed
