@@ -10,12 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
+from torchrec_automtl.datasets.parquet_reader import ParquetSplit
+from torchrec_automtl.datasets.schema import Schema
 from torchrec_automtl.pipelines.config import parse_train_config
+from torchrec_automtl.pipelines.metrics import task_metrics
 from torchrec_automtl.pipelines.trainer import Trainer
 from torchrec_automtl.pipelines.training_state import STATE_DIR, find_training_state, save_training_state
 from tests.distributed.spawn import run_on_ranks
@@ -73,13 +79,44 @@ def without_timings(value):
     return value
 
 
+@pytest.fixture(scope="module")
+def whole_run(tiny_aliccp, tmp_path_factory) -> Path:
+    """The uninterrupted 2-rank job: early stopping ends it after a best epoch that is not the last."""
+    whole = tmp_path_factory.mktemp("whole") / "run"
+    finish(_train(tiny_aliccp, whole))
+    metrics = json.loads((whole / "metrics.json").read_text())
+    assert metrics["best_epoch"] < len(metrics["epochs"]) - 1 < 5
+    return whole
+
+
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_a_killed_run_resumes_to_the_same_metrics(tiny_aliccp, tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    finish(_train(tiny_aliccp, whole))
-    expected = json.loads((whole / "metrics.json").read_text())
-    assert expected["best_epoch"] < len(expected["epochs"]) - 1 < 5  # early stopping decides where it ends
+def test_the_best_epoch_is_reported_and_its_checkpoint_is_what_is_tested(whole_run, tiny_aliccp, tmp_path):
+    metrics = json.loads((whole_run / "metrics.json").read_text())
+    best, last = metrics["epochs"][metrics["best_epoch"]], metrics["epochs"][-1]
+    assert metrics["valid"] == best["valid"] != last["valid"]
+    # Scoring the checkpoint again, apart from training, gives the test metrics training wrote.
+    out = tmp_path / "scores.parquet"
+    scored = subprocess.run([sys.executable, "-m", "torchrec_automtl.pipelines.predict", str(whole_run), "--out", str(out),
+                             "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    table = pq.read_table(out)
+    schema = Schema.load(tiny_aliccp)
+    order = np.argsort(table["row"].to_numpy())
+    scores = np.stack([table[f"{t.name}_score"].to_numpy()[order] for t in schema.tasks], axis=1)
+    files = ParquetSplit.open(tiny_aliccp, "test", schema).files  # rows are numbered over the files in this order
+    table = pa.concat_tables([pq.read_table(f, columns=schema.task_names) for f in files])
+    labels = np.stack([table[name].to_numpy() for name in schema.task_names], axis=1)
+    rescored = task_metrics(scores, labels, schema.tasks)
+    for task in schema.task_names:
+        assert rescored[task]["auc"] == pytest.approx(metrics["test"][task]["auc"], abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_a_killed_run_resumes_to_the_same_metrics(whole_run, tiny_aliccp, tmp_path):
+    killed = tmp_path / "killed"
+    expected = json.loads((whole_run / "metrics.json").read_text())
 
     kill_after_epoch(_train(tiny_aliccp, killed), killed / STATE_DIR, epoch=0)
     finish(_train(tiny_aliccp, killed, "resume=true"))
