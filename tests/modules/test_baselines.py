@@ -1,4 +1,5 @@
-"""Every hand-designed baseline trains a step on 2 and on 3 tasks with the right output shape."""
+"""Every hand-designed baseline trains a step on 2 and on 3 tasks with the right output shape; task-specific
+experts, gates and paths serve only their task where the design says so."""
 
 import pytest
 import torch
@@ -65,3 +66,43 @@ def test_aitm_passes_information_only_from_earlier_to_later_tasks():
         for other, tower in enumerate(aitm.towers):
             reached = any(p.grad is not None and p.grad.abs().sum() > 0 for p in tower.parameters())
             assert reached == (other <= task), (task, other)
+
+
+def _reached(module: torch.nn.Module) -> bool:
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", ["cgc", "ple"])
+def test_a_tasks_loss_reaches_no_other_tasks_own_experts_or_gates_in_the_last_level(name):
+    """CGC/PLE: task t reads its own and the shared experts. In PLE the lower levels' shared gate mixes
+    every task's experts into the shared stream, so only there do other tasks' experts serve task t."""
+    schema = _schema(3)
+    config = model_entry(name).config_class(name=name, embedding_dim=4, **SMALL[name])
+    network = build_multitask_model(config, schema).dense_arch
+    embeddings, dense = torch.randn(5, 2, 4), torch.randn(5, 2)
+    for task in range(3):
+        network.zero_grad()
+        network(embeddings, dense)[:, task].sum().backward()
+        last = network.levels[-1]
+        for other in range(3):
+            assert _reached(last.task_experts[other]) == (other == task), (task, other)
+            assert _reached(last.task_gates[other]) == (other == task), (task, other)
+        assert _reached(last.shared_experts)
+        for lower in network.levels[:-1]:  # PLE only
+            assert all(_reached(experts) for experts in lower.task_experts)  # through the shared gate
+            assert [_reached(gate) for gate in lower.task_gates] == [other == task for other in range(3)]
+
+
+def test_adatt_fuses_every_tasks_experts_but_its_native_path_and_gate_stay_the_tasks_own():
+    schema = _schema(3)
+    config = model_entry("adatt").config_class(name="adatt", embedding_dim=4, **SMALL["adatt"])
+    network = build_multitask_model(config, schema).dense_arch
+    embeddings, dense = torch.randn(5, 2, 4), torch.randn(5, 2)
+    for task in range(3):
+        network.zero_grad()
+        network(embeddings, dense)[:, task].sum().backward()
+        last = network.levels[-1]
+        assert all(_reached(experts) for experts in last.task_experts)  # task-to-task fusion
+        assert [_reached(gate) for gate in last.task_gates] == [other == task for other in range(3)]
+        native = last.native_weights.grad.abs().sum(dim=1)
+        assert [bool(g > 0) for g in native] == [other == task for other in range(3)]
