@@ -154,5 +154,8 @@ def test_search_on_an_all_dense_regression_dataset(tmp_path):
     config = _config([f"dataset.path={data}"] + TINY)
     result = run_on_ranks(_dense_regression_search, 1, tmp_path / "out", config, str(tmp_path / "run"))[0]
     assert set(result["test"]) >= {"y1", "y2", "avg_mse"} and 0 < result["test"]["avg_mse"] < 10
-    features = {f for layer in result["architecture"]["layers"] for e in layer for f in e["features"]}
-    assert features and all(f.startswith("x") for f in features)
+    architecture = result["architecture"]
+    schema = Schema.load(data)
+    assert architecture["sparse_features"] == [] and architecture["dense_features"] == schema.dense_names
+    assert architecture["task_types"] == ["regression", "regression"]
+    assert {f for layer in architecture["layers"] for e in layer for f in e["features"]} <= set(schema.dense_names)
