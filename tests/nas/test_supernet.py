@@ -63,12 +63,22 @@ def test_evaluation_mask_thresholds_at_one_half():
     assert mask.tolist() == [[[0.0, 1.0, 1.0]]]
 
 
-def test_bi_interaction_sums_to_fm_pairwise_term_over_selected_fields():
-    embeddings, _ = _inputs(rows=2)
-    mask = torch.tensor([[[1.0, 0.0, 1.0]]])
+def test_bi_interaction_is_the_elementwise_sum_of_products_of_selected_field_pairs():
+    """Per embedding dimension, sum over pairs i < j of selected fields of e_i * e_j (its sum over
+    dimensions is FM's pairwise term); per-example masks select per row."""
+    torch.manual_seed(0)
+    embeddings = torch.randn(3, 4, 5)
+    mask = torch.tensor([[[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]]])  # [1 consumer, 3 rows, 4 fields]
+    expected = torch.zeros(3, 5)
+    for row in range(3):
+        selected = [f for f in range(4) if mask[0, row, f]]
+        for a, i in enumerate(selected):
+            for j in selected[a + 1:]:
+                expected[row] += embeddings[row, i] * embeddings[row, j]
     vector = bi_interaction(embeddings, mask)[0]
-    expected = (embeddings[:, 0] * embeddings[:, 2]).sum(-1)
-    torch.testing.assert_close(vector.sum(-1), expected)
+    torch.testing.assert_close(vector, expected)
+    shared = bi_interaction(embeddings, mask[:, :1])[0]  # row 0's mask shared by the batch
+    torch.testing.assert_close(shared[0], expected[0])
 
 
 def test_dropped_inputs_do_not_change_the_output():
