@@ -1,6 +1,8 @@
 """Every hand-designed baseline trains a step on 2 and on 3 tasks with the right output shape; task-specific
 experts, gates and paths serve only their task where the design says so."""
 
+from typing import Iterator
+
 import pytest
 import torch
 
@@ -55,34 +57,33 @@ def test_softmax_gate_mixes_with_weights_summing_to_one():
     torch.testing.assert_close(gate(x, outputs), (weights.unsqueeze(-1) * outputs).sum(1))
 
 
-def test_aitm_passes_information_only_from_earlier_to_later_tasks():
-    schema = _schema(3)
-    config = model_entry("aitm").config_class(name="aitm", embedding_dim=4, tower_hidden=[16, 8])
-    aitm = build_multitask_model(config, schema).dense_arch
-    embeddings, dense = torch.randn(5, 2, 4), torch.randn(5, 2)
-    for task in range(3):
-        aitm.zero_grad()
-        aitm(embeddings, dense)[:, task].sum().backward()
-        for other, tower in enumerate(aitm.towers):
-            reached = any(p.grad is not None and p.grad.abs().sum() > 0 for p in tower.parameters())
-            assert reached == (other <= task), (task, other)
-
-
 def _reached(module: torch.nn.Module) -> bool:
+    """Whether the last backward pass reached any weight of ``module``."""
     return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+def _backward_per_task(name: str, num_tasks: int = 3) -> Iterator[tuple[int, torch.nn.Module]]:
+    """``(task, dense arch)`` with the gradients of that task's logits alone, for each task in turn."""
+    config = model_entry(name).config_class(name=name, embedding_dim=4, **SMALL[name])
+    network = build_multitask_model(config, _schema(num_tasks)).dense_arch
+    embeddings, dense = torch.randn(5, 2, 4), torch.randn(5, 2)
+    for task in range(num_tasks):
+        network.zero_grad()
+        network(embeddings, dense)[:, task].sum().backward()
+        yield task, network
+
+
+def test_aitm_passes_information_only_from_earlier_to_later_tasks():
+    for task, aitm in _backward_per_task("aitm"):
+        for other, tower in enumerate(aitm.towers):
+            assert _reached(tower) == (other <= task), (task, other)
 
 
 @pytest.mark.parametrize("name", ["cgc", "ple"])
 def test_a_tasks_loss_reaches_no_other_tasks_own_experts_or_gates_in_the_last_level(name):
     """CGC/PLE: task t reads its own and the shared experts. In PLE the lower levels' shared gate mixes
     every task's experts into the shared stream, so only there do other tasks' experts serve task t."""
-    schema = _schema(3)
-    config = model_entry(name).config_class(name=name, embedding_dim=4, **SMALL[name])
-    network = build_multitask_model(config, schema).dense_arch
-    embeddings, dense = torch.randn(5, 2, 4), torch.randn(5, 2)
-    for task in range(3):
-        network.zero_grad()
-        network(embeddings, dense)[:, task].sum().backward()
+    for task, network in _backward_per_task(name):
         last = network.levels[-1]
         for other in range(3):
             assert _reached(last.task_experts[other]) == (other == task), (task, other)
@@ -94,13 +95,7 @@ def test_a_tasks_loss_reaches_no_other_tasks_own_experts_or_gates_in_the_last_le
 
 
 def test_adatt_fuses_every_tasks_experts_but_its_native_path_and_gate_stay_the_tasks_own():
-    schema = _schema(3)
-    config = model_entry("adatt").config_class(name="adatt", embedding_dim=4, **SMALL["adatt"])
-    network = build_multitask_model(config, schema).dense_arch
-    embeddings, dense = torch.randn(5, 2, 4), torch.randn(5, 2)
-    for task in range(3):
-        network.zero_grad()
-        network(embeddings, dense)[:, task].sum().backward()
+    for task, network in _backward_per_task("adatt"):
         last = network.levels[-1]
         assert all(_reached(experts) for experts in last.task_experts)  # task-to-task fusion
         assert [_reached(gate) for gate in last.task_gates] == [other == task for other in range(3)]
