@@ -2,7 +2,7 @@
 
 Layout (version 2; version 1 lacked ``task_types``)::
 
-    {"version": 2, "schema_fingerprint": "...", "tasks": [...], "task_types": ["binary", ...],
+    {"version": 2, "method": "desan", "schema_fingerprint": "...", "tasks": [...], "task_types": ["binary", ...],
      "sparse_features": [...], "dense_features": [...],        # the inputs the search saw
      "embedding_dim": 16, "block_width": 64, "tower_hidden": [128, 64], "gate_normalization": "selected",
      "mlp_batchnorm": false,                                    # optional, false when absent
@@ -50,8 +50,36 @@ class GateSpec:
     experts: list[str]
 
 
+class SearchedOnSchema:
+    """For an architecture that records the inputs and tasks it was searched on (``schema_fingerprint``,
+    ``sparse_features``, ``dense_features``, ``tasks``): the check that data fits it."""
+
+    schema_fingerprint: str
+    sparse_features: list[str]
+    dense_features: list[str]
+    tasks: list[str]
+
+    def check_schema(self, schema: Schema, source: str = "architecture") -> None:
+        """Raise ArchitectureError, naming what differs, unless ``schema`` is the one searched on."""
+        if schema.fingerprint() == self.schema_fingerprint:
+            return
+        differences = []
+        for what, mine, theirs in (("sparse features", self.sparse_features, schema.sparse_names),
+                                   ("dense features", self.dense_features, schema.dense_names),
+                                   ("tasks", self.tasks, schema.task_names)):
+            if mine != theirs:
+                missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+                differences.append(f"{what}: searched on {mine}, data has {theirs} (missing {missing}, extra {extra})")
+        if not differences:
+            differences.append("same names, but cardinalities or task types differ")
+        raise ArchitectureError(
+            f"{source} was searched on a different schema (fingerprint {self.schema_fingerprint}, data {schema.fingerprint()}): "
+            + "; ".join(differences)
+        )
+
+
 @dataclass
-class Architecture:
+class Architecture(SearchedOnSchema):
     """A discretized DESAN network: per-expert ops and features, per-gate features and experts."""
 
     schema_fingerprint: str
@@ -66,6 +94,7 @@ class Architecture:
     layers: list[list[ExpertSpec]]
     gates: list[GateSpec]
     mlp_batchnorm: bool = False  # MLP ops are Linear -> BatchNorm -> ReLU -> Linear
+    method: str = "desan"  # absent in files written before paper 000's method joined
     version: int = ARCHITECTURE_VERSION
 
     @classmethod
@@ -165,6 +194,8 @@ class Architecture:
             older = " (version 1 files lack task_types: search again, or add them)" if payload.get("version") == 1 else ""
             raise ArchitectureError(
                 f"{source}: unsupported version {payload.get('version')!r}, expected {ARCHITECTURE_VERSION}{older}")
+        if payload.get("method", "desan") != "desan":
+            raise ArchitectureError(f"{source}: a method={payload['method']} architecture, not a DESAN (method=desan) one")
         try:
             values = dict(payload)
             values["layers"] = [[ExpertSpec(**e) for e in layer] for layer in payload["layers"]]
@@ -177,21 +208,3 @@ class Architecture:
     def load(cls, path: str | Path) -> "Architecture":
         path = Path(path)
         return cls.from_dict(read_json(path, ArchitectureError, "architecture file"), source=str(path))
-
-    def check_schema(self, schema: Schema, source: str = "architecture") -> None:
-        """Raise ArchitectureError, naming what differs, unless ``schema`` is the one searched on."""
-        if schema.fingerprint() == self.schema_fingerprint:
-            return
-        differences = []
-        for what, mine, theirs in (("sparse features", self.sparse_features, schema.sparse_names),
-                                   ("dense features", self.dense_features, schema.dense_names),
-                                   ("tasks", self.tasks, schema.task_names)):
-            if mine != theirs:
-                missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
-                differences.append(f"{what}: searched on {mine}, data has {theirs} (missing {missing}, extra {extra})")
-        if not differences:
-            differences.append("same names, but cardinalities or task types differ")
-        raise ArchitectureError(
-            f"{source} was searched on a different schema (fingerprint {self.schema_fingerprint}, data {schema.fingerprint()}): "
-            + "; ".join(differences)
-        )

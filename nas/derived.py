@@ -10,10 +10,12 @@ plugs into other TorchRec training code as an ordinary ``nn.Module``:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from torchrec_automtl.common.atomic_files import read_json
 from torchrec_automtl.datasets.schema import Schema
 from torchrec_automtl.modules.mlp import TaskTowers
 from torchrec_automtl.modules.registry import ModelConfig, register_model
@@ -22,6 +24,8 @@ from torchrec_automtl.nas.operations import build_operation
 from torchrec_automtl.nas.search_space import task_gate_name
 from torchrec_automtl.nas.selection import shared_mask_interaction
 from torchrec_automtl.nas.supernet import DesanSupernet
+from torchrec_automtl.nas.v1.architecture import V1Architecture
+from torchrec_automtl.nas.v1.derived import V1DerivedArch
 
 
 class SelectedInput(nn.Module):
@@ -206,13 +210,21 @@ class AutoMTLConfig(ModelConfig):
     architecture: str = "???"
 
 
+def load_architecture(path: str | Path) -> Architecture | V1Architecture:
+    """The architecture in ``path``: a paper-000 one when it says ``"method": "v1"``, else a DESAN one."""
+    payload = read_json(Path(path), ArchitectureError, "architecture file")
+    v1 = isinstance(payload, dict) and payload.get("method") == "v1"
+    return (V1Architecture if v1 else Architecture).from_dict(payload, source=str(path))
+
+
 @register_model("automtl", AutoMTLConfig)
-def build_automtl(config: AutoMTLConfig, schema: Schema) -> DerivedMultiTaskArch:
-    architecture = Architecture.load(config.architecture)
+def build_automtl(config: AutoMTLConfig, schema: Schema) -> DerivedMultiTaskArch | V1DerivedArch:
+    """The derived network of ``config.architecture`` (DESAN or paper 000's, as the file says)."""
+    architecture = load_architecture(config.architecture)
     architecture.check_schema(schema, source=config.architecture)
     if architecture.embedding_dim != config.embedding_dim:
         raise ArchitectureError(
             f"{config.architecture} was searched with embedding_dim={architecture.embedding_dim}, "
             f"but model.embedding_dim={config.embedding_dim}"
         )
-    return DerivedMultiTaskArch(architecture)
+    return V1DerivedArch(architecture) if isinstance(architecture, V1Architecture) else DerivedMultiTaskArch(architecture)

@@ -4,7 +4,8 @@ Every op maps ``[num_experts, B, width] -> [num_experts, B, width]`` with separa
 expert, so one layer's experts run as a few batched matmuls instead of a Python loop per expert.
 Names follow paper 001: ``skip``, ``linear``, ``mlp-N`` (Linear width->N, ReLU, Linear N->width),
 plus ``conv1d`` for the paper's "+Conv1D" variant. With ``mlp_batchnorm`` the MLP op is the official
-implementation's Linear -> BatchNorm -> ReLU -> Linear.
+implementation's Linear -> BatchNorm -> ReLU -> Linear. Paper 000's expert ops add ``conv1d-K``
+(kernel K; ``conv1d`` is ``conv1d-3``) and ``gating``, its bit-level gating layer.
 """
 
 from __future__ import annotations
@@ -129,19 +130,18 @@ class MLP(nn.Module):
 
 
 class Conv1D(nn.Module):
-    """A 1-D convolution (kernel 3, same padding) along the width of each expert's vector, then ReLU."""
+    """A 1-D convolution (odd ``kernel``, same padding) along the width of each expert's vector, then ReLU."""
 
-    KERNEL = 3
-
-    def __init__(self, num_experts: int, width: int) -> None:
+    def __init__(self, num_experts: int, width: int, kernel: int = 3) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(num_experts, num_experts, self.KERNEL, padding=self.KERNEL // 2, groups=num_experts)
+        self.kernel = kernel
+        self.conv = nn.Conv1d(num_experts, num_experts, kernel, padding=kernel // 2, groups=num_experts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.conv(x.transpose(0, 1))).transpose(0, 1)  # experts as conv groups
 
     def expert(self, index: int) -> nn.Module:
-        conv = nn.Conv1d(1, 1, self.KERNEL, padding=self.KERNEL // 2)
+        conv = nn.Conv1d(1, 1, self.kernel, padding=self.kernel // 2)
         with torch.no_grad():
             conv.weight.copy_(self.conv.weight[index : index + 1])
             conv.bias.copy_(self.conv.bias[index : index + 1])
@@ -159,17 +159,44 @@ class _SingleChannelConv(nn.Module):
         return torch.relu(self.conv(x.unsqueeze(1))).squeeze(1)
 
 
+class BitGating(nn.Module):
+    """Paper 000's bit-level gating layer (GateNet's bit-wise gate): ``x * sigmoid(W x + b)`` per expert."""
+
+    def __init__(self, num_experts: int, width: int) -> None:
+        super().__init__()
+        self.gate = BatchedLinear(num_experts, width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.gate(x))
+
+    def expert(self, index: int) -> nn.Module:
+        return _SingleBitGating(self.gate.expert(index))
+
+
+class _SingleBitGating(nn.Module):
+    """One expert's bit-level gating on ``[B, width]``."""
+
+    def __init__(self, gate: nn.Linear) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.gate(x))
+
+
 OperationBuilder = Callable[[int, int], nn.Module]
-_FIXED_OPERATIONS: dict[str, OperationBuilder] = {"skip": Skip, "linear": Linear, "conv1d": Conv1D}
-_MLP_NAME = re.compile(r"mlp-(\d+)")
+_FIXED_OPERATIONS: dict[str, OperationBuilder] = {"skip": Skip, "linear": Linear, "conv1d": Conv1D, "gating": BitGating}
+_SIZED_NAME = re.compile(r"(mlp|conv1d)-(\d+)")
 
 
 def build_operation(name: str, num_experts: int, width: int, mlp_batchnorm: bool = False) -> nn.Module:
-    """The batched op called ``name`` (``skip``, ``linear``, ``conv1d`` or ``mlp-<hidden>``, with BatchNorm if ``mlp_batchnorm``)."""
+    """The batched op called ``name`` (``skip``, ``linear``, ``gating``, ``conv1d[-<odd kernel>]`` or
+    ``mlp-<hidden>``, with BatchNorm if ``mlp_batchnorm``)."""
     if name in _FIXED_OPERATIONS:
         return _FIXED_OPERATIONS[name](num_experts, width)
-    match = _MLP_NAME.fullmatch(name)
-    if match and int(match.group(1)) > 0:
-        return MLP(num_experts, width, int(match.group(1)), mlp_batchnorm)
-    raise ValueError(f"unknown operation '{name}'; known: {sorted(_FIXED_OPERATIONS)} and mlp-<hidden size>")
-
+    match = _SIZED_NAME.fullmatch(name)
+    if match and match.group(1) == "mlp" and int(match.group(2)) > 0:
+        return MLP(num_experts, width, int(match.group(2)), mlp_batchnorm)
+    if match and match.group(1) == "conv1d" and int(match.group(2)) % 2 == 1:
+        return Conv1D(num_experts, width, int(match.group(2)))
+    raise ValueError(f"unknown operation '{name}'; known: {sorted(_FIXED_OPERATIONS)}, mlp-<hidden size> and conv1d-<odd kernel>")

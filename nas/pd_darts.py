@@ -18,68 +18,36 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torchrec.distributed.model_parallel import DistributedModelParallel
-from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+from torchrec.optim.keyed import CombinedOptimizer
 
 from torchrec_automtl.datasets.schema import Schema
-from torchrec_automtl.modules.embeddings import build_embedding_bag_collection
-from torchrec_automtl.modules.multitask import MultiTaskModel, MultiTaskTrain
 from torchrec_automtl.nas.architecture import Architecture
-from torchrec_automtl.nas.bilevel import BiLevelPipeline, hold_out_architecture_rows
 from torchrec_automtl.nas.discretization import KINDS, Decision, Kind, apply_decisions, is_discretized, next_decisions, undecided_count
 from torchrec_automtl.nas.search_config import NasConfig
-from torchrec_automtl.nas.search_log import append_record, describe, rewrite_log, snapshot
+from torchrec_automtl.nas.search_log import describe, snapshot
 from torchrec_automtl.nas.supernet import DesanSupernet
-from torchrec_automtl.pipelines.checkpoint import save_checkpoint
+from torchrec_automtl.nas.supernet_search import PausableOptimizer, SupernetSearch
 from torchrec_automtl.pipelines.optimizers import adam
 from torchrec_automtl.pipelines.sharding import dense_parameters
 from torchrec_automtl.pipelines.train_pipeline import build_train_pipeline
-from torchrec_automtl.pipelines.trainer import Trainer, TrainerHooks, task_scores_text, task_weight_list
+from torchrec_automtl.pipelines.trainer import Trainer, task_scores_text
 
 DECISION_BUFFERS = ("block_decided", "block_choice", "feature_decided", "feature_kept", "connection_decided", "connection_kept")
 
 
-class PausableOptimizer(KeyedOptimizerWrapper):
-    """A keyed optimizer whose ``step`` does nothing while ``active`` is False (alpha/beta in warm-up 1)."""
-
-    active: bool = True
-
-    def step(self, closure=None) -> None:
-        if self.active:
-            super().step(closure)
-
-
-class ArchitectureSearch(TrainerHooks):
+class ArchitectureSearch(SupernetSearch):
     """Searches an architecture with PD-DARTS: the ``Trainer`` over the supernet plus these hooks
     (architecture optimizer, held-out architecture batches, stages, decisions, the search log).
 
     ``setup`` then ``search``; the process group stays up for fine-tuning.
     """
 
-    def __init__(self, config: NasConfig, run_dir: str | Path) -> None:
-        self.config = config
-        self.run_dir = Path(run_dir)
-        self.trainer = Trainer(config.dataset.path, config.trainer, config.seed, self.run_dir, self._build_module, "search", self,
-                               # The supernet's graph changes step to step (discretized blocks): no static DDP graph.
-                               static_graph=False, early_stopping=False, write_metrics=False, label="search ",
-                               schedule_epochs=config.search.epochs, keep_state=True, resume=config.resume)
+    config: NasConfig
 
-    def _build_module(self, schema: Schema) -> MultiTaskTrain:
-        space = self.config.search_space
-        supernet = DesanSupernet(space, schema.sparse_names, schema.dense_names, schema.task_names)
-        sparse_arch = (
-            build_embedding_bag_collection(schema, space.embedding_dim, torch.device("meta"), space.multi_hot_pooling)
-            if schema.sparse else None  # an all-dense dataset (e.g. the MMoE synthetic study)
-        )
-        return MultiTaskTrain(MultiTaskModel(sparse_arch, supernet, schema.sparse_names, space.embedding_dim), schema.tasks,
-                              task_weight_list(schema.tasks, self.config.trainer.task_weights))
-
-    def setup(self) -> None:
-        self.trainer.setup()
+    def build_supernet(self, schema: Schema) -> DesanSupernet:
+        return DesanSupernet(self.config.search_space, schema.sparse_names, schema.dense_names, schema.task_names)
 
     # --- TrainerHooks ---------------------------------------------------------------------------
-
-    def trained_apart(self, model: DistributedModelParallel) -> set[int]:
-        return {id(p) for p in model.module.model.dense_arch.architecture_parameters()}
 
     def configure(self, trainer: Trainer) -> None:
         """The architecture optimizer, and the pipeline of the chosen optimization (eq. 6 or bi-level)."""
@@ -90,11 +58,7 @@ class ArchitectureSearch(TrainerHooks):
         self.architecture_optimizer = adam(architecture, search.arch_lr, search.arch_weight_decay, PausableOptimizer)
         trainer.state_optimizers.append(self.architecture_optimizer)
         if search.optimization == "bi_level":
-            architecture_batch = trainer.rows_per_rank(search.architecture_batch_size, "search.architecture_batch_size")
-            trainer.readers["train"], architecture_reader = hold_out_architecture_rows(
-                trainer.readers["train"], search.architecture_fraction, self.config.seed, architecture_batch)
-            trainer.pipeline = BiLevelPipeline(trainer.model, trainer.optimizer, self.architecture_optimizer,
-                                               trainer.model.module.model, architecture_reader, trainer.ctx.device)
+            trainer.pipeline = self.bilevel_pipeline(trainer, trainer.optimizer, self.architecture_optimizer)
         else:  # single-level (eq. 6): w, alpha and beta step on the same training batches
             trainer.optimizer = CombinedOptimizer([trainer.optimizer, self.architecture_optimizer])
             trainer.pipeline = build_train_pipeline(trainer.model, trainer.optimizer, trainer.ctx.device, bool(trainer.schema.sparse))
@@ -102,23 +66,7 @@ class ArchitectureSearch(TrainerHooks):
         # Every discretization epoch decides at least one item: this bounds the loop (counted on the
         # fresh supernet, so a resumed search has the same bound); `finished` ends it.
         self.epoch_limit = max(search.epochs, len(self.stages)) + undecided_count(self.supernet) + 1
-        self.records: list[dict] = []
-        self.log_path = self.run_dir / "search_log.jsonl"
-        if trainer.ctx.is_main:
-            self.log_path.unlink(missing_ok=True)
-
-    def state(self, trainer: Trainer) -> dict:
-        """The architecture batches taken so far (bi-level); alpha, beta, the decisions and their optimizer are in the model and optimizer state."""
-        pipeline = trainer.pipeline
-        return {"architecture_steps": pipeline.architecture_steps if isinstance(pipeline, BiLevelPipeline) else 0}
-
-    def restore(self, trainer: Trainer, state: dict) -> None:
-        """Continue the architecture batches where they stopped, and the search log from the saved epochs."""
-        if isinstance(trainer.pipeline, BiLevelPipeline):
-            trainer.pipeline.skip_architecture_batches(state["architecture_steps"])
-        self.records = list(trainer.history)
-        if trainer.ctx.is_main:  # drop what a killed run logged after its last saved epoch
-            rewrite_log(self.log_path, self.records)
+        self.start_log(trainer)
 
     def start_epoch(self, trainer: Trainer, epoch: int) -> dict:
         """Set the epoch's stage; in the discretization epochs decide the next items first."""
@@ -147,9 +95,8 @@ class ArchitectureSearch(TrainerHooks):
         """Add the decision state and the alpha/beta snapshot to the record; append it to the search log."""
         record["undecided"] = undecided_count(self.supernet)
         record.update(snapshot(self.supernet))
-        self.records.append(record)
+        self.log_record(trainer, record)
         if trainer.ctx.is_main:
-            append_record(self.log_path, record)
             print(f"  [{record['stage']}] {len(record['decisions'])} decisions, {record['undecided']} undecided", flush=True)
 
     def finished(self, trainer: Trainer, epoch: int) -> bool:
@@ -176,7 +123,7 @@ class ArchitectureSearch(TrainerHooks):
         architecture = Architecture.from_supernet(self.supernet, trainer.schema)
         if trainer.ctx.is_main:
             architecture.save(self.run_dir / "architecture.json")
-        save_checkpoint(trainer.model, self.run_dir / "supernet", {"epochs": epoch}, trainer.model.fused_optimizer.state_dict())
+        self.save_supernet(epoch)
         return architecture
 
     def _decide(self, count: int, kinds: Sequence[Kind]) -> list[dict]:

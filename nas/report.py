@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from torchrec_automtl.nas.architecture import Architecture  # noqa: E402
 from torchrec_automtl.nas.discretization import KINDS  # noqa: E402
+from torchrec_automtl.nas.v1.architecture import V1Architecture  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -72,13 +73,26 @@ def plot_gate_heatmap(weights: np.ndarray, tasks: Sequence[str], experts: Sequen
     _save(figure, path)
 
 
-def summary_markdown(architecture: Architecture, gate_weights: np.ndarray, used: Sequence[Sequence[int]], test: dict) -> str:
-    """The run summary: test metrics, each used expert's ops and features, each gate's inputs and experts."""
+def _test_metric_lines(tasks: Sequence[str], test: dict) -> list[str]:
     lines = ["# AutoMTL search summary", "", "## Test metrics of the derived model", "",
              "| task | AUC | logloss | MSE |", "|---|---|---|---|"]
-    for task in architecture.tasks:
+    for task in tasks:
         m = test[task]
         lines.append(f"| {task} | {m.get('auc', float('nan')):.4f} | {m.get('logloss', float('nan')):.4f} | {m.get('mse', float('nan')):.4f} |")
+    return lines
+
+
+def _gate_weight_lines(tasks: Sequence[str], experts: Sequence[str], gate_weights: np.ndarray) -> list[str]:
+    lines = ["", "## Average task gate weight per expert (validation data)", "",
+             "| task | " + " | ".join(experts) + " |", "|---|" + "---|" * len(experts)]
+    for t, task in enumerate(tasks):
+        lines.append(f"| {task} | " + " | ".join(f"{w:.3f}" for w in gate_weights[t]) + " |")
+    return lines
+
+
+def summary_markdown(architecture: Architecture, gate_weights: np.ndarray, used: Sequence[Sequence[int]], test: dict) -> str:
+    """The run summary: test metrics, each used expert's ops and features, each gate's inputs and experts."""
+    lines = _test_metric_lines(architecture.tasks, test)
     histogram = ", ".join(f"{name} x{count}" for name, count in architecture.operation_histogram().items())
     linear = architecture.linear_parts()
     lines += ["", f"Blocks of the used experts: {histogram}.",
@@ -101,9 +115,18 @@ def summary_markdown(architecture: Architecture, gate_weights: np.ndarray, used:
     for task in architecture.tasks:
         read = architecture.features_feeding(task)
         lines.append(f"| {task} | {', '.join(f for f in inputs if f in read)} | {', '.join(f for f in inputs if f not in read)} |")
-    experts = [e.name for e in architecture.layers[-1]]
-    lines += ["", "## Average task gate weight per expert (validation data)", "",
-              "| task | " + " | ".join(experts) + " |", "|---|" + "---|" * len(experts)]
-    for t, task in enumerate(architecture.tasks):
-        lines.append(f"| {task} | " + " | ".join(f"{w:.3f}" for w in gate_weights[t]) + " |")
+    lines += _gate_weight_lines(architecture.tasks, [e.name for e in architecture.layers[-1]], gate_weights)
+    return "\n".join(lines) + "\n"
+
+
+def v1_summary_markdown(architecture: V1Architecture, gate_weights: np.ndarray, test: dict) -> str:
+    """The summary of a paper-000 run: test metrics, the interaction op, each expert's ops and tasks, gate weights."""
+    lines = _test_metric_lines(architecture.tasks, test)
+    histogram = ", ".join(f"{name} x{count}" for name, count in architecture.operation_histogram().items())
+    lines += ["", f"Feature interaction: {architecture.interaction}. Blocks of the used experts: {histogram}.",
+              "", "## Experts", "", "| expert | operations | selected by |", "|---|---|---|"]
+    for expert in architecture.experts:
+        tasks = [task for task in architecture.tasks if expert.name in architecture.task_experts[task]]
+        lines.append(f"| {expert.name} | {' -> '.join(expert.operations)} | {', '.join(tasks) or '(none: dropped)'} |")
+    lines += _gate_weight_lines(architecture.tasks, [e.name for e in architecture.experts], gate_weights)
     return "\n".join(lines) + "\n"

@@ -4,12 +4,12 @@
 
     config.yaml          the resolved NasConfig
     search_log.jsonl     per search epoch: decisions, alpha/beta snapshots, train loss, valid metrics
-    architecture.json    the searched architecture (nas/architecture.py)
+    architecture.json    the searched architecture (nas/architecture.py; nas/v1/architecture.py for method=v1)
     supernet/            DCP checkpoint of the discretized supernet
     finetune/            the fine-tuning Trainer's run dir (metrics.json, checkpoint/, config.yaml)
     metrics.json         the run's RunResult: the derived model's metrics and fine-tuning, plus the search part
     summary.md           experts, gates, features, average task gate weights
-    decisions.png  auc_curves.png  gate_weights.png
+    auc_curves.png  gate_weights.png  decisions.png (DESAN's progressive decisions)
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ from torchrec_automtl.nas.architecture import Architecture
 from torchrec_automtl.nas.derived import AutoMTLConfig, DerivedMultiTaskArch, derive_from_supernet
 from torchrec_automtl.nas.explain import average_task_gate_weights
 from torchrec_automtl.nas.pd_darts import ArchitectureSearch, warm_start
-from torchrec_automtl.nas.report import plot_auc_curves, plot_decision_timeline, plot_gate_heatmap, summary_markdown
+from torchrec_automtl.nas.report import plot_auc_curves, plot_decision_timeline, plot_gate_heatmap, summary_markdown, v1_summary_markdown
 from torchrec_automtl.nas.search_config import NasConfig
+from torchrec_automtl.nas.v1.architecture import V1Architecture
+from torchrec_automtl.nas.v1.derived import V1DerivedArch
+from torchrec_automtl.nas.v1.search import V1Search
 from torchrec_automtl.pipelines.config import ConfigError, TrainConfig
 from torchrec_automtl.pipelines.process_group import destroy_distributed
 from torchrec_automtl.pipelines.result import RunResult, SearchPart
@@ -75,7 +78,8 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
     if not config.resume:
         check_run_dir(run_dir, config.overwrite)
     started = time.perf_counter()
-    search = ArchitectureSearch(config, run_dir)
+    v1 = config.method == "v1"
+    search = V1Search(config, run_dir) if v1 else ArchitectureSearch(config, run_dir)
     try:
         search.setup()
         if search.trainer.ctx.is_main:
@@ -84,14 +88,17 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
                 discard_training_state(finetune_dir)
         architecture = search.search()
         schema = search.trainer.schema
-        derived = derive_from_supernet(search.supernet, schema)
-        inherit = config.search.finetune == "inherit"
+        # paper 000 retrains from fresh weights; DESAN retrains or inherits (search.finetune)
+        finetune = "retrain" if v1 else config.search.finetune
         # The architecture reaches fine-tuning in memory (every rank derived it from the same broadcast
         # decisions); finetune/config.yaml names architecture.json, the record.
         resume_finetune = config.resume and find_training_state(finetune_dir) is not None
+        derived_class = V1DerivedArch if v1 else DerivedMultiTaskArch
         trainer = Trainer.for_model(finetune_config(config, run_dir, resume_finetune), finetune_dir,
-                                    build_dense_arch=lambda schema: DerivedMultiTaskArch(architecture), keep_state=True)
-        inherited = warm_start(run_dir / "supernet", derived.state_dict()) if inherit and not resume_finetune else None
+                                    build_dense_arch=lambda schema: derived_class(architecture), keep_state=True)
+        inherit = finetune == "inherit"
+        inherited = (warm_start(run_dir / "supernet", derive_from_supernet(search.supernet, schema).state_dict())
+                     if inherit and not resume_finetune else None)
         trainer.setup(initialize=inherited)
         stopping = trainer.fit(evaluate_start=inherit)
         finetuned = trainer.test(stopping)
@@ -102,11 +109,11 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
             epochs=len(search.records), seconds=search.search_seconds,
             samples_per_s=[r["samples_per_s"] for r in search.records if "samples_per_s" in r],
             valid=search.records[-1]["valid"],  # the discretized supernet's
-            supernet_parameters=search.trainer.num_parameters, finetune=config.search.finetune,
+            supernet_parameters=search.trainer.num_parameters, finetune=finetune,
             task_gate_weights={t: gate_weights[i].tolist() for i, t in enumerate(architecture.tasks)},
         ))
         if trainer.ctx.is_main:
-            _write_report(run_dir, search, architecture, derived.used, gate_weights, result)
+            _write_report(run_dir, search, architecture, gate_weights, result)
             print(f"\nsearch {result.search.seconds:.0f}s + fine-tune {result.train_seconds:.0f}s; results in {run_dir}")
             print(format_results(result, schema.tasks), flush=True)
         return SearchRun(result, architecture, trainer.model)
@@ -114,10 +121,15 @@ def run_search(config: NasConfig, run_dir: str | Path) -> SearchRun:
         destroy_distributed()
 
 
-def _write_report(run_dir: Path, search: ArchitectureSearch, architecture: Architecture, used: list[list[int]],
+def _write_report(run_dir: Path, search: ArchitectureSearch | V1Search, architecture: Architecture | V1Architecture,
                   gate_weights: np.ndarray, result: RunResult) -> None:
     result.write(run_dir)
-    atomic_write_text(run_dir / "summary.md", summary_markdown(architecture, gate_weights, used, result.test))
-    plot_decision_timeline(search.records, run_dir / "decisions.png")
+    if isinstance(architecture, V1Architecture):
+        summary, experts = v1_summary_markdown(architecture, gate_weights, result.test), [e.name for e in architecture.experts]
+    else:
+        used = [sorted(u) for u in architecture.used_experts()]
+        summary, experts = summary_markdown(architecture, gate_weights, used, result.test), [e.name for e in architecture.layers[-1]]
+        plot_decision_timeline(search.records, run_dir / "decisions.png")
+    atomic_write_text(run_dir / "summary.md", summary)
     plot_auc_curves(search.records, result.epochs, architecture.tasks, run_dir / "auc_curves.png")
-    plot_gate_heatmap(gate_weights, architecture.tasks, [e.name for e in architecture.layers[-1]], run_dir / "gate_weights.png")
+    plot_gate_heatmap(gate_weights, architecture.tasks, experts, run_dir / "gate_weights.png")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from torchrec_automtl.nas.search_space import SearchSpaceConfig
-from torchrec_automtl.pipelines.config import DatasetConfig, TrainerConfig, check_top_level, typed_group
+from torchrec_automtl.nas.v1.space import V1SearchConfig, V1SearchSpaceConfig
+from torchrec_automtl.pipelines.config import ConfigError, DatasetConfig, TrainerConfig, check_top_level, typed_group
 
 
 DISCRETIZATIONS = ("progressive", "final")
@@ -105,30 +106,48 @@ class SearchConfig:
         return self.gumbel_temperature + (self.gumbel_final_temperature - self.gumbel_temperature) * self.schedule_fraction(epoch)
 
 
+# method -> (its search_space config, its search config): paper 001's DESAN (default), paper 000's v1.
+METHODS: dict[str, tuple[type, type]] = {"desan": (SearchSpaceConfig, SearchConfig), "v1": (V1SearchSpaceConfig, V1SearchConfig)}
+
+
 @dataclass
 class NasConfig:
     """The whole search run: search, then fine-tune the derived model, then test it."""
 
     dataset: DatasetConfig
-    search_space: SearchSpaceConfig
-    search: SearchConfig
+    search_space: SearchSpaceConfig | V1SearchSpaceConfig
+    search: SearchConfig | V1SearchConfig
     trainer: TrainerConfig
     seed: int = 0
     run_dir: str = "runs/search"
     overwrite: bool = False
     resume: bool = False  # continue the killed search or fine-tune in run_dir from its state/ folders
+    method: str = "desan"  # the search method (conf/method/): desan (paper 001) or v1 (paper 000)
 
 
 def parse_nas_config(cfg: DictConfig) -> NasConfig:
     """The typed ``NasConfig`` of a composed Hydra config; unknown keys and bad values are named."""
     check_top_level(cfg, NasConfig)
+    method = str(cfg.get("method", "desan"))
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {sorted(METHODS)}, got '{method}'")
+    space_config, search_config = METHODS[method]
     return NasConfig(
         dataset=typed_group(cfg.dataset, DatasetConfig, "dataset"),
-        search_space=typed_group(cfg.search_space, SearchSpaceConfig, "search_space"),
-        search=typed_group(cfg.search, SearchConfig, "search"),
+        search_space=_method_group(cfg.search_space, space_config, "search_space", method),
+        search=_method_group(cfg.search, search_config, "search", method),
         trainer=typed_group(cfg.trainer, TrainerConfig, "trainer"),
         seed=int(cfg.seed),
         run_dir=str(cfg.run_dir),
         overwrite=bool(cfg.overwrite),
         resume=bool(cfg.resume),
+        method=method,
     )
+
+
+def _method_group(node: DictConfig, cls: type, group: str, method: str):
+    """``typed_group``, with errors that say which method's keys were expected (a v1 preset needs method=v1)."""
+    try:
+        return typed_group(node, cls, group)
+    except ConfigError as error:
+        raise ConfigError(f"{error} [method={method}: its presets are conf/method/{method}.yaml's]") from None

@@ -51,13 +51,13 @@ class MixtureOfOperations(nn.Module):
 class ExpertLayer(nn.Module):
     """The n experts of one MoE layer, each a stack of mixture-of-operations blocks."""
 
-    def __init__(self, config: SearchSpaceConfig, in_features: int | None) -> None:
+    def __init__(self, operations: Sequence[str], num_experts: int, width: int, num_blocks: int, mlp_batchnorm: bool,
+                 in_features: int | None = None) -> None:
         super().__init__()
-        n, width = config.num_experts, config.block_width
         # Layer 1 projects the selected features to the block width; higher layers already have it.
-        self.projection = BatchedLinear(n, in_features, width) if in_features is not None else None
+        self.projection = BatchedLinear(num_experts, in_features, width) if in_features is not None else None
         self.blocks = nn.ModuleList(
-            MixtureOfOperations(config.candidate_operations, n, width, config.mlp_batchnorm) for _ in range(config.num_blocks)
+            MixtureOfOperations(operations, num_experts, width, mlp_batchnorm) for _ in range(num_blocks)
         )
 
     def forward(self, x: torch.Tensor, block_weights: torch.Tensor, auxiliary_skip: float = 0.0) -> torch.Tensor:
@@ -115,7 +115,11 @@ class DesanSupernet(nn.Module):
         self.auxiliary_skip = 0.0
         self.gumbel_temperature: float | None = None
 
-        self.layers = nn.ModuleList(ExpertLayer(config, self.input_features if layer == 0 else None) for layer in range(L))
+        self.layers = nn.ModuleList(
+            ExpertLayer(config.candidate_operations, n, config.block_width, K, config.mlp_batchnorm,
+                        self.input_features if layer == 0 else None)
+            for layer in range(L)
+        )
         self.gates = BatchedLinear(G, self.input_features, n)
         self.towers = TaskTowers(config.block_width, T, config.tower_hidden)
 

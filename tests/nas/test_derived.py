@@ -7,7 +7,7 @@ from torchrec_automtl.datasets.schema import Schema, SparseFeature
 from torchrec_automtl.nas.architecture import Architecture, ArchitectureError
 from torchrec_automtl.nas.derived import DerivedMultiTaskArch, derive_from_supernet
 from torchrec_automtl.nas.discretization import apply_decisions, is_discretized, next_decisions
-from tests.nas.helpers import DENSE, SCHEMA, SPARSE, TASKS, small_supernet
+from tests.nas.helpers import SCHEMA, TASKS, small_supernet
 
 
 def _discretized(seed: int, **overrides):

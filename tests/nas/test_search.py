@@ -1,5 +1,6 @@
 """The search end to end: CLI artefacts and determinism, planted structure, and 2 gloo ranks in step."""
 
+import functools
 import json
 import statistics
 import subprocess
@@ -12,6 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from torchrec_automtl.datasets.schema import Schema
 from torchrec_automtl.datasets.synthetic import write_aliccp_like
+from torchrec_automtl.nas import derived
 from torchrec_automtl.nas.architecture import Architecture
 from torchrec_automtl.nas.pd_darts import ArchitectureSearch
 from torchrec_automtl.nas.search_and_finetune import run_search
@@ -21,9 +23,14 @@ from torchrec_automtl.pipelines.result import RunResult
 from tests.distributed.spawn import run_on_ranks
 
 REPO = Path(__file__).resolve().parents[2]
+TINY_TRAINER = ["trainer.epochs=1", "trainer.batch_size=256", "trainer.eval_batch_size=1024", "trainer.max_steps_per_epoch=4",
+                "trainer.progress=false"]
 TINY = ["search_space=small", "search_space.num_experts=2", "search_space.operations=[skip,linear,mlp-16]",
-        "search.epochs=4", "search.architecture_fraction=0.25", "trainer.epochs=1", "trainer.batch_size=256", "trainer.eval_batch_size=1024",
-        "trainer.max_steps_per_epoch=4", "trainer.progress=false"]
+        "search.epochs=4", "search.architecture_fraction=0.25"] + TINY_TRAINER
+# paper 000's method (method=v1) at the same size
+TINY_V1 = ["method=v1", "search_space=v1_small", "search_space.num_experts=3", "search_space.top_experts=2",
+           "search_space.interaction_operations=[skip,inner-product,cross-1]", "search_space.expert_operations=[gating,mlp-16,skip]",
+           "search.epochs=3", "search.architecture_fraction=0.25"] + TINY_TRAINER
 
 
 def _config(overrides: list[str]) -> NasConfig:
@@ -31,18 +38,22 @@ def _config(overrides: list[str]) -> NasConfig:
         return parse_nas_config(compose(config_name="search", overrides=overrides))
 
 
-def _run_cli(data: Path, run_dir: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "nas/search.py", f"dataset.path={data}", f"run_dir={run_dir}", "search.finetune=inherit"] + TINY
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+def run_cli_twice(data: Path, tmp_path: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+    """Two CLI searches with the same seed into ``tmp_path/a`` and ``/b``; checks both succeeded with the
+    same architecture.json and returns the first's process."""
+    runs = []
+    for name in ("a", "b"):
+        command = [sys.executable, "nas/search.py", f"dataset.path={data}", f"run_dir={tmp_path / name}"] + overrides
+        runs.append(subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600))
+        assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+    assert (tmp_path / "a" / "architecture.json").read_text() == (tmp_path / "b" / "architecture.json").read_text()
+    return runs[0]
 
 
 @pytest.mark.slow
 def test_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_architecture(tiny_aliccp, tmp_path):
-    first, second = _run_cli(tiny_aliccp, tmp_path / "a"), _run_cli(tiny_aliccp, tmp_path / "b")
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert second.returncode == 0, second.stderr[-3000:]
+    first = run_cli_twice(tiny_aliccp, tmp_path, ["search.finetune=inherit"] + TINY)
     run = tmp_path / "a"
-    assert (run / "architecture.json").read_text() == (tmp_path / "b" / "architecture.json").read_text()
     architecture = Architecture.load(run / "architecture.json")
     assert architecture.schema_fingerprint == Schema.load(tiny_aliccp).fingerprint()
 
@@ -119,7 +130,7 @@ def _refuse_to_read(cls, path):
 
 
 def _search_on_rank(rank: int, config: NasConfig, run_dir: str) -> dict:
-    Architecture.load = classmethod(_refuse_to_read)  # this spawned rank only
+    derived.load_architecture = functools.partial(_refuse_to_read, None)  # this spawned rank only
     run = run_search(config, run_dir)
     dense = {k: v.detach().clone() for k, v in run.model.module.model.dense_arch.state_dict().items()}
     return {"architecture": run.architecture.to_dict(), "dense": dense, "test": run.result.test}
@@ -127,8 +138,9 @@ def _search_on_rank(rank: int, config: NasConfig, run_dir: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_two_rank_search_takes_identical_decisions_and_fine_tunes_identical_weights(tiny_aliccp, tmp_path):
-    config = _config([f"dataset.path={tiny_aliccp}", "trainer.sharding_type=table_wise"] + TINY)
+@pytest.mark.parametrize("tiny", [TINY, TINY_V1], ids=["desan", "v1"])
+def test_two_rank_search_takes_identical_decisions_and_fine_tunes_identical_weights(tiny_aliccp, tmp_path, tiny):
+    config = _config([f"dataset.path={tiny_aliccp}", "trainer.sharding_type=table_wise"] + tiny)
     first, second = run_on_ranks(_search_on_rank, 2, tmp_path / "out", config, str(tmp_path / "run"))
     assert first["architecture"] == second["architecture"]
     assert first["dense"].keys() == second["dense"].keys()

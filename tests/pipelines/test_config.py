@@ -17,12 +17,13 @@ from torchrec_automtl.nas.discretization import apply_decisions, is_discretized,
 from torchrec_automtl.nas.search_config import parse_nas_config
 from torchrec_automtl.nas.search_space import SearchSpaceConfig
 from torchrec_automtl.nas.supernet import DesanSupernet
+from torchrec_automtl.nas.v1.supernet import V1Supernet
 from torchrec_automtl.pipelines.config import ConfigError, parse_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
-ENTRY_GROUPS = {"train": ("dataset", "model", "trainer"), "search": ("dataset", "search_space", "search", "trainer")}
+ENTRY_GROUPS = {"train": ("dataset", "model", "trainer"), "search": ("dataset", "method", "search_space", "search", "trainer")}
 CHOICES = [
     (entry, group, yaml.stem)
     for entry, groups in ENTRY_GROUPS.items()
@@ -53,14 +54,17 @@ def test_every_config_composes_and_instantiates(entry, group, choice, tiny_alicc
     overrides = [f"{group}={choice}", f"dataset.path={tiny_aliccp}"]
     schema = Schema.load(tiny_aliccp)
     if entry == "search":
+        if group in ("search_space", "search") and choice.startswith("v1"):
+            overrides.append("method=v1")  # paper 000's presets belong to its method
         config = parse_nas_config(_compose(overrides, "search"))
-        model = DesanSupernet(config.search_space, schema.sparse_names, schema.dense_names, schema.task_names)
+        supernet = V1Supernet if config.method == "v1" else DesanSupernet
+        model = supernet(config.search_space, schema.sparse_names, schema.dense_names, schema.task_names)
     else:
         if choice == "automtl":
             overrides.append(f"model.architecture={tiny_architecture}")
         config = parse_train_config(_compose(overrides))
         model = build_multitask_model(config.model, schema, device=torch.device("meta"))
-    assert getattr(config, group).__class__.__name__.endswith("Config")
+    assert group == "method" and config.method == choice or getattr(config, group).__class__.__name__.endswith("Config")
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
