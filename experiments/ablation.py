@@ -1,8 +1,9 @@
 """Paper 001's ablations (Table 4) as one table: ``python -m torchrec_automtl.experiments.ablation [overrides]`` (``make ablation``).
 
 Each variant of ``conf/ablation.yaml`` is a list of overrides of the search config (``search.*``,
-``search_space.*``); every variant x seed runs the whole search + fine-tune on one dataset with the
-same trainer. ``out_dir`` receives one run directory per cell (``<variant>/seed<k>/``), and
+``search_space.*``); ``method=v1`` makes a variant paper 000's method, whose groups start from
+``v1_search_space`` / ``v1_search`` (paper 000's Table 3 variants). Every variant x seed runs the
+whole search + fine-tune on one dataset with the same trainer. ``out_dir`` receives one run directory per cell (``<variant>/seed<k>/``), and
 ``results.csv`` / ``results.md``: test avg AUC and logloss, dense parameters of the derived model,
 the op histogram of its blocks (experts that reach a task), search and fine-tune seconds.
 
@@ -27,7 +28,9 @@ from torchrec_automtl.common.atomic_files import atomic_write_csv, atomic_write_
 from torchrec_automtl.nas.architecture import Architecture
 from torchrec_automtl.experiments.compare import mean_std_cells
 from torchrec_automtl.nas.search_and_finetune import run_search
-from torchrec_automtl.nas.search_config import NasConfig, parse_nas_config
+from torchrec_automtl.nas.derived import load_architecture
+from torchrec_automtl.nas.search_config import METHODS, NasConfig, parse_nas_config
+from torchrec_automtl.nas.v1.architecture import V1Architecture
 from torchrec_automtl.pipelines.config import ConfigError, check_top_level
 from torchrec_automtl.pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
 from torchrec_automtl.pipelines.result import RESULT_FILE, ResultError, RunResult
@@ -44,6 +47,8 @@ class AblationConfig:
     search_space: dict
     search: dict
     trainer: dict
+    v1_search_space: dict  # the search_space and search groups of method=v1 variants
+    v1_search: dict
     variants: dict[str, list[str]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     out_dir: str = "runs/ablation"
@@ -51,17 +56,24 @@ class AblationConfig:
 
 
 def variant_config(cfg: DictConfig, variant: str, seed: int, run_dir: Path) -> NasConfig:
-    """The search config of one cell: the shared groups with the variant's overrides applied (unknown keys are named)."""
+    """The search config of one cell: the shared groups (``method=v1``: its own search_space and search)
+    with the variant's overrides applied (unknown keys are named)."""
     overrides = [str(o) for o in cfg.variants[variant]]
-    base = OmegaConf.create({group: OmegaConf.to_container(cfg[group], resolve=True) for group in SEARCH_GROUPS})
+    methods = [o.split("=", 1)[1] for o in overrides if o.startswith("method=")]
+    method = methods[-1] if methods else "desan"
+    if method not in METHODS:
+        raise ConfigError(f"variants.{variant}: method must be one of {sorted(METHODS)}, got '{method}'")
+    overrides = [o for o in overrides if not o.startswith("method=")]
+    source = {group: f"v1_{group}" if method == "v1" and group in ("search_space", "search") else group for group in SEARCH_GROUPS}
+    base = OmegaConf.create({group: OmegaConf.to_container(cfg[source[group]], resolve=True) for group in SEARCH_GROUPS})
     try:
         merged = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
     except Exception as error:  # a malformed override; OmegaConf raises several types
         raise ConfigError(f"variants.{variant}: bad override in {overrides}: {error}") from None
     unknown = [o for o in overrides if o.split("=", 1)[0].split(".", 1)[0] not in SEARCH_GROUPS]
     if unknown:
-        raise ConfigError(f"variants.{variant}: overrides {unknown} must start with one of {SEARCH_GROUPS}")
-    merged.seed, merged.run_dir, merged.overwrite, merged.resume = seed, str(run_dir), bool(cfg.overwrite), False
+        raise ConfigError(f"variants.{variant}: overrides {unknown} must start with one of {SEARCH_GROUPS} (or be method=...)")
+    merged.seed, merged.run_dir, merged.overwrite, merged.resume, merged.method = seed, str(run_dir), bool(cfg.overwrite), False, method
     try:
         return parse_nas_config(merged)
     except (ConfigError, ValueError) as error:
@@ -100,7 +112,7 @@ def cell_record(config: NasConfig) -> dict:
     return {"config": values, "schema_sha1": hashlib.sha1(schema.read_bytes()).hexdigest() if schema.is_file() else None}
 
 
-def ablation_row(variant: str, seed: int, result: RunResult, architecture: Architecture) -> dict:
+def ablation_row(variant: str, seed: int, result: RunResult, architecture: Architecture | V1Architecture) -> dict:
     """One results.csv row: test metrics, derived dense parameters, op histogram, timings."""
     test = result.test
     row: dict = {"variant": variant, "seed": seed}
@@ -144,7 +156,7 @@ def run_ablation(cfg: DictConfig) -> list[dict]:
     for variant in cfg.variants:
         for seed in cfg.seeds:
             result = run_cell(cfg, variant, int(seed))
-            architecture = Architecture.load(Path(cfg.out_dir) / variant / f"seed{seed}" / "architecture.json")
+            architecture = load_architecture(Path(cfg.out_dir) / variant / f"seed{seed}" / "architecture.json")
             rows.append(ablation_row(variant, int(seed), result, architecture))
     if int(os.environ.get("RANK", 0)) == 0:
         write_results(Path(cfg.out_dir), rows, list(cfg.variants))

@@ -2,10 +2,12 @@
 
 Every model in ``models`` is trained with every seed in ``seeds`` on one dataset with the same
 trainer settings; checkpoints are selected on validation only and the test split is evaluated once
-per run. ``automtl`` runs the whole search + fine-tune; ``random`` trains a uniformly sampled DESAN
+per run. ``automtl`` runs the whole search + fine-tune (``search_space``, ``search``); ``automtl_v1``
+paper 000's method (``v1_search_space``, ``v1_search``); ``random`` trains a uniformly sampled DESAN
 architecture from scratch (seeded by the run's seed). ``out_dir`` receives one run directory per
-(model, seed) and ``results.csv``, ``results.md`` (mean +- std per model, a paired t-test of AutoMTL
-against the best hand-designed baseline and against random architectures) and ``results.png``.
+(model, seed) and ``results.csv``, ``results.md`` (mean +- std per model, paired t-tests of each
+searched model against the best hand-designed baseline, and of AutoMTL against random architectures)
+and ``results.png``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torchrec_automtl.nas.random_architecture import sample_architecture
 from torchrec_automtl.nas.search_and_finetune import run_search
 from torchrec_automtl.nas.search_config import NasConfig, SearchConfig
 from torchrec_automtl.nas.search_space import SearchSpaceConfig
+from torchrec_automtl.nas.v1.space import V1SearchConfig, V1SearchSpaceConfig
 from torchrec_automtl.experiments.compare_runs import oracle_share, oracle_test_auc
 from torchrec_automtl.pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, check_top_level, typed_group, typed_model
 from torchrec_automtl.pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
@@ -36,7 +39,8 @@ from torchrec_automtl.pipelines.result import RunResult
 from torchrec_automtl.pipelines.trainer import run_training
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-SEARCHED, RANDOM = "automtl", "random"
+SEARCHED, SEARCHED_V1, RANDOM = "automtl", "automtl_v1", "random"
+NOT_HAND_DESIGNED = (SEARCHED, SEARCHED_V1, RANDOM)
 
 
 @dataclass
@@ -47,6 +51,8 @@ class CompareConfig:
     trainer: TrainerConfig
     search_space: SearchSpaceConfig
     search: SearchConfig
+    v1_search_space: V1SearchSpaceConfig
+    v1_search: V1SearchConfig
     models: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     out_dir: str = "runs/compare"
@@ -60,10 +66,12 @@ def parse_compare_config(cfg: DictConfig) -> CompareConfig:
         trainer=typed_group(cfg.trainer, TrainerConfig, "trainer"),
         search_space=typed_group(cfg.search_space, SearchSpaceConfig, "search_space"),
         search=typed_group(cfg.search, SearchConfig, "search"),
+        v1_search_space=typed_group(cfg.v1_search_space, V1SearchSpaceConfig, "v1_search_space"),
+        v1_search=typed_group(cfg.v1_search, V1SearchConfig, "v1_search"),
         models=list(cfg.models), seeds=[int(s) for s in cfg.seeds], out_dir=str(cfg.out_dir), overwrite=bool(cfg.overwrite),
     )
     for name in config.models:
-        if name not in (SEARCHED, RANDOM):
+        if name not in NOT_HAND_DESIGNED:
             model_config(name, config.search_space)
     if not config.models or not config.seeds:
         raise ConfigError("compare needs at least one model and one seed")
@@ -84,8 +92,10 @@ def model_config(name: str, space: SearchSpaceConfig):
 def run_one(config: CompareConfig, name: str, seed: int) -> dict:
     """Train (or search) ``name`` with ``seed``; returns its result."""
     run_dir = Path(config.out_dir) / name / f"seed{seed}"
-    if name == SEARCHED:
-        nas = NasConfig(config.dataset, config.search_space, config.search, config.trainer, seed, str(run_dir), config.overwrite)
+    if name in (SEARCHED, SEARCHED_V1):
+        v1 = name == SEARCHED_V1
+        nas = NasConfig(config.dataset, config.v1_search_space if v1 else config.search_space, config.v1_search if v1 else config.search,
+                        config.trainer, seed, str(run_dir), config.overwrite, method="v1" if v1 else "desan")
         return run_search(nas, run_dir).result
     if name == RANDOM:
         architecture = sample_architecture(config.search_space, Schema.load(config.dataset.path), seed)
@@ -127,26 +137,29 @@ def summarize(rows: list[dict], models: list[str]) -> tuple[str, str]:
     for model, runs in by_model.items():
         cells = mean_std_cells(runs, metric_columns)
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    hand_designed = [m for m in models if m not in (SEARCHED, RANDOM)]
-    if SEARCHED in by_model and hand_designed:
+    hand_designed = [m for m in models if m not in NOT_HAND_DESIGNED]
+    if hand_designed:
         score = {m: np.mean([r[primary] for r in by_model[m]]) for m in hand_designed}
         best = max(score, key=score.get) if higher_is_better else min(score, key=score.get)
-        lines += ["", _paired_test(by_model, best, primary, f"the best hand-designed baseline ({best})")]
+        for searched in (SEARCHED, SEARCHED_V1):
+            if searched in by_model:
+                lines += ["", _paired_test(by_model, searched, best, primary, f"the best hand-designed baseline ({best})")]
     if SEARCHED in by_model and RANDOM in by_model:
-        lines += ["", _paired_test(by_model, RANDOM, primary, "random architectures of the same space")]
+        lines += ["", _paired_test(by_model, SEARCHED, RANDOM, primary, "random architectures of the same space")]
     return "\n".join(lines) + "\n", primary
 
 
-def _paired_test(by_model: dict[str, list[dict]], other: str, primary: str, label: str) -> str:
-    """One sentence: AutoMTL vs ``other`` on ``primary``, a paired t-test over the seeds both ran."""
-    ours = {r["seed"]: r[primary] for r in by_model[SEARCHED]}
+def _paired_test(by_model: dict[str, list[dict]], searched: str, other: str, primary: str, label: str) -> str:
+    """One sentence: the searched model vs ``other`` on ``primary``, a paired t-test over the seeds both ran."""
+    name = "AutoMTL v1" if searched == SEARCHED_V1 else "AutoMTL"
+    ours = {r["seed"]: r[primary] for r in by_model[searched]}
     theirs = {r["seed"]: r[primary] for r in by_model[other]}
     seeds = sorted(set(ours) & set(theirs))
     a, b = [ours[s] for s in seeds], [theirs[s] for s in seeds]
     if len(seeds) < 2:
-        return f"One seed only: no t-test (AutoMTL {a[0]:.4f} vs {label} {b[0]:.4f})."
+        return f"One seed only: no t-test ({name} {a[0]:.4f} vs {label} {b[0]:.4f})."
     test = ttest_rel(a, b)
-    return (f"Paired t-test on {primary} over seeds {seeds}, AutoMTL vs {label}: mean difference "
+    return (f"Paired t-test on {primary} over seeds {seeds}, {name} vs {label}: mean difference "
             f"{np.mean(a) - np.mean(b):+.4f}, t = {test.statistic:.3f}, p = {test.pvalue:.4f}.")
 
 
@@ -164,7 +177,7 @@ def write_results(out_dir: Path, rows: list[dict], models: list[str]) -> None:
     axis = figure.subplots()
     means = [np.mean([r[primary] for r in rows if r["model"] == m]) for m in models]
     stds = [np.std([r[primary] for r in rows if r["model"] == m]) for m in models]
-    axis.bar(models, means, yerr=stds, capsize=4, color=["tab:orange" if m == SEARCHED else "tab:blue" for m in models])
+    axis.bar(models, means, yerr=stds, capsize=4, color=["tab:orange" if m in (SEARCHED, SEARCHED_V1) else "tab:blue" for m in models])
     axis.set_ylim(min(means) - 3 * max(max(stds), 1e-3), max(means) + 3 * max(max(stds), 1e-3))
     axis.set_ylabel(f"test {primary} (mean +- std over seeds)")
     axis.tick_params(axis="x", rotation=45)

@@ -2,9 +2,9 @@
 
 For task correlation P in 0, 0.5, 0.9 it writes the MMoE-paper regression data
 (``datasets/mmoe_synthetic.py``: 100 dense inputs, two regression tasks), then runs the comparison
-(``experiments/compare.py``) of Shared-Bottom, MMoE, PLE and AutoMTL over the seeds, and writes
-``study.md``: test MSE (mean +- std over seeds, averaged over the two tasks) next to the paper's
-figures. The paper gives no dataset size, seeds or budget; ours are the options below, recorded in
+(``experiments/compare.py``) of Shared-Bottom, MMoE, PLE, AutoMTL and AutoMTL v1 (paper 000's
+method, which paper 001's table does not have) over the seeds, and writes ``study.md``: test MSE
+(mean +- std over seeds, averaged over the two tasks) next to the paper's figures. The paper gives no dataset size, seeds or budget; ours are the options below, recorded in
 ``study.md``.
 """
 
@@ -23,7 +23,7 @@ from torchrec_automtl.experiments.compare import CONF, parse_compare_config, run
 from torchrec_automtl.pipelines.hydra_launch import report_input_errors
 
 CORRELATIONS = (0.0, 0.5, 0.9)
-MODELS = ("shared_bottom", "mmoe", "ple", "automtl")
+MODELS = ("shared_bottom", "mmoe", "ple", "automtl", "automtl_v1")
 PAPER_MSE = {  # paper 001, Table 5: test MSE at correlation 0 / 0.5 / 0.9
     "shared_bottom": (1.0556, 0.6105, 0.0343),
     "mmoe": (0.5043, 0.0908, 0.0316),
@@ -41,7 +41,8 @@ def study_table(results: dict[float, list[dict]], options: str) -> str:
         cells = []
         for k, p in enumerate(CORRELATIONS):
             values = [r["avg_mse"] for r in results[p] if r["model"] == model]
-            cells += [f"{np.mean(values):.4f} +- {np.std(values):.4f}", f"{PAPER_MSE[model][k]:.4f}"]
+            paper = f"{PAPER_MSE[model][k]:.4f}" if model in PAPER_MSE else "-"
+            cells += [f"{np.mean(values):.4f} +- {np.std(values):.4f}", paper]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         results[p] = run_comparison(config)
     options = (f"Data: {args.rows:,} rows per correlation (80/10/10), data seed 0; training seeds {args.seeds}; "
                f"compare defaults (trainer=fast: batch 2048, epochs of 40 steps, early stopping on validation MSE, "
-               f"patience 3; search_space=small, search=fast) plus {args.overrides or 'no overrides'}.")
+               f"patience 3; search_space=small, search=fast; v1: v1_search_space=v1_small, v1_search=v1_fast) plus {args.overrides or 'no overrides'}.")
     atomic_write_text(args.out / "study.md", study_table(results, options))
     print((args.out / "study.md").read_text())
 

@@ -32,10 +32,13 @@ def test_every_shipped_variant_composes_into_a_valid_search_config(tmp_path):
     cfg = _cfg([])
     for variant in cfg.variants:
         config = variant_config(cfg, variant, 0, tmp_path / variant)
-        for override in cfg.variants[variant]:
+        overrides = list(cfg.variants[variant])
+        assert config.method == ("v1" if "method=v1" in overrides else "desan")
+        for override in overrides:
             key, value = override.split("=", 1)
-            group, name = key.split(".", 1)
-            assert getattr(getattr(config, group), name) == yaml.safe_load(value), override
+            if key != "method":
+                group, name = key.split(".", 1)
+                assert getattr(getattr(config, group), name) == yaml.safe_load(value), override
 
 
 def test_a_bad_override_is_named_with_its_variant(tmp_path):
@@ -43,19 +46,26 @@ def test_a_bad_override_is_named_with_its_variant(tmp_path):
         run_ablation(_cfg([f"out_dir={tmp_path}", "+variants.typo=['search.epochz=3']"]))
     with pytest.raises(ConfigError, match="variants.elsewhere.*must start with"):
         run_ablation(_cfg([f"out_dir={tmp_path}", "+variants.elsewhere=['seed=3']"]))
+    with pytest.raises(ConfigError, match="variants.v0.*method must be one of"):
+        run_ablation(_cfg([f"out_dir={tmp_path}", "+variants.v0=['method=v0']"]))
+    with pytest.raises(ConfigError, match="variants.mixed.*search_space.feature_selection"):  # a DESAN key under method=v1
+        run_ablation(_cfg([f"out_dir={tmp_path}", "+variants.mixed=['method=v1','search_space.feature_selection=false']"]))
 
 
 @pytest.mark.slow
 def test_ablation_table_and_resume(tiny_aliccp, tmp_path):
     out = tmp_path / "ablation"
-    variants = "{desan: [], wo_fs: ['search_space.feature_selection=false']}"
+    variants = "{desan: [], wo_fs: ['search_space.feature_selection=false'], v1_wo_aux: ['method=v1', 'search.jsd_weight=0.0']}"
     cfg = _cfg([f"dataset.path={tiny_aliccp}", f"out_dir={out}", "seeds=[0]", "~variants", f"+variants={variants}"] + TINY)
     run_on_ranks(_ablation, 1, tmp_path / "o1", cfg)
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert [r["variant"] for r in rows] == ["desan", "wo_fs"]
+    assert [r["variant"] for r in rows] == ["desan", "wo_fs", "v1_wo_aux"]
     assert {"avg_auc", "avg_logloss", "dense_parameters", "operations", "skip_or_linear_share", "search_s", "finetune_s"} <= set(rows[0])
     assert sum(int(part.split(":")[1]) for part in rows[0]["operations"].split()) > 0
     assert "| wo_fs | 1 |" in (out / "results.md").read_text()
+    v1_cell = json.loads((out / "v1_wo_aux" / "seed0" / "ablation_cell.json").read_text())["config"]
+    assert v1_cell["method"] == "v1" and v1_cell["search"]["jsd_weight"] == 0.0 and v1_cell["search_space"]["name"] == "v1_small"
+    assert set(rows[2]["operations"].replace(":", " ").split()[::2]) <= {"gating", "skip"}  # the v1 space's ops (TINY)
 
     finished = (out / "wo_fs" / "seed0" / "metrics.json").stat().st_mtime_ns
     run_on_ranks(_ablation, 1, tmp_path / "o2", cfg)  # everything finished: read back, nothing rerun

@@ -13,7 +13,10 @@ from tests.distributed.spawn import run_on_ranks
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TINY = ["trainer=smoke", "trainer.epochs=1", "trainer.max_steps_per_epoch=3", "search=default", "search.epochs=3",
         "search.architecture_fraction=0.25",
-        "search_space.num_experts=2", "search_space.operations=[skip,mlp-16]"]
+        "search_space.num_experts=2", "search_space.operations=[skip,mlp-16]",
+        "v1_search.epochs=2", "v1_search.architecture_fraction=0.25", "v1_search_space.num_experts=2",
+        "v1_search_space.top_experts=1", "v1_search_space.interaction_operations=[skip,cross-1]",
+        "v1_search_space.expert_operations=[gating,skip]"]
 
 
 def _config(overrides: list[str]) -> CompareConfig:
@@ -27,7 +30,7 @@ def _compare(rank: int, config: CompareConfig) -> list[dict]:
 
 @pytest.mark.slow
 def test_compare_writes_one_row_per_model_and_seed_and_a_summary(tiny_aliccp, tmp_path):
-    models = ["mmoe", "shared_bottom", "random", "automtl"]
+    models = ["mmoe", "shared_bottom", "random", "automtl", "automtl_v1"]
     config = _config([f"dataset.path={tiny_aliccp}", f"models=[{','.join(models)}]", "seeds=[0,1]",
                       f"out_dir={tmp_path / 'cmp'}"] + TINY)
     run_on_ranks(_compare, 1, tmp_path / "out", config)
@@ -40,12 +43,15 @@ def test_compare_writes_one_row_per_model_and_seed_and_a_summary(tiny_aliccp, tm
     assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:] == models
     by_model = {m: [float(r["avg_auc"]) for r in rows if r["model"] == m] for m in models}
     best = max(["mmoe", "shared_bottom"], key=lambda m: np.mean(by_model[m]))  # random is not hand-designed
-    for other, label in ((best, f"the best hand-designed baseline ({best})"), ("random", "random architectures")):
-        expected = ttest_rel(by_model["automtl"], by_model[other]).statistic
+    for searched, other, label in (("automtl", best, f"AutoMTL vs the best hand-designed baseline ({best})"),
+                                   ("automtl", "random", "AutoMTL vs random architectures"),
+                                   ("automtl_v1", best, f"AutoMTL v1 vs the best hand-designed baseline ({best})")):
+        expected = ttest_rel(by_model[searched], by_model[other]).statistic
         line = next(line for line in table.splitlines() if label in line)
         assert f"t = {expected:.3f}," in line, line
     assert (out / "results.png").stat().st_size > 1000
     assert (out / "automtl" / "seed1" / "architecture.json").is_file()
+    assert '"method": "v1"' in (out / "automtl_v1" / "seed1" / "architecture.json").read_text()
 
 
 def test_unknown_model_is_refused():
