@@ -6,7 +6,10 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,19 +81,53 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     """Yield a temp folder beside ``path``; on success it replaces ``path`` in one rename.
 
     An existing ``path`` is refused unless ``overwrite``; on failure the temp folder is removed
-    and ``path`` is left as it was.
+    and ``path`` is left as it was. A run that is killed (SIGKILL, a lost node) cannot remove its
+    temp folder, which may be as large as the output: the temp folder's name records the host and
+    process, and the next run for the same ``path`` removes (and reports on stderr) those whose
+    process on this host no longer runs. The output gets the usual umask permissions.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    remove_stale_temp_folders(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{_owner()}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700, private to this account
         yield tmp
         replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temp_folders(path: Path) -> list[Path]:
+    """Remove the temp folders of ``atomic_directory(path)`` left by processes of this host that no
+    longer run; returns them. Folders of running processes or of other hosts are left alone."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?P<host>.+)-(?P<pid>\d+)\.[^.]+\.tmp")
+    removed = []
+    for candidate in sorted(path.parent.glob(f".{path.name}.*.tmp")):
+        match = pattern.fullmatch(candidate.name)
+        if candidate.is_dir() and match and match["host"] == socket.gethostname() and not _running(int(match["pid"])):
+            shutil.rmtree(candidate, ignore_errors=True)
+            print(f"removed {candidate}: the temporary folder of an earlier run (process {match['pid']}) that did not finish",
+                  file=sys.stderr, flush=True)
+            removed.append(candidate)
+    return removed
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another account's process
+        return True
+    return True
 
 
 def replace_directory(source: Path, target: Path) -> None:

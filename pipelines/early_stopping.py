@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from torchrec_automtl.common.errors import InputError
 from torchrec_automtl.datasets.schema import TaskSpec
 
 _METRICS = ("auc", "gauc", "logloss", "mse")
@@ -35,9 +37,19 @@ def monitored_value(metrics: dict, monitor: str) -> float:
     return float(node)
 
 
+class MonitorError(InputError):
+    """The monitored validation metric is not a number, so no epoch can be chosen by it."""
+
+
 @dataclass
 class EarlyStopping:
-    """Tracks the best value of ``monitor`` (higher is better for AUCs, lower otherwise)."""
+    """Tracks the best value of ``monitor`` (higher is better for AUCs, lower otherwise).
+
+    A tie is no improvement: the earlier epoch stays the best (fewer epochs, the same score). NaN is
+    never an improvement (a run that diverges after its best epoch stops after ``patience`` and keeps
+    that epoch); a NaN before any best value stops the run with a ``MonitorError``, since no epoch
+    could ever be chosen (e.g. a validation split whose labels hold one class: its AUC is undefined).
+    """
 
     monitor: str
     patience: int
@@ -52,7 +64,12 @@ class EarlyStopping:
     def update(self, epoch: int, metrics: dict) -> bool:
         """Record ``epoch``'s metrics; True when it is the best so far."""
         value = monitored_value(metrics, self.monitor)
-        improved = self.best_value is None or (value > self.best_value if self.maximize else value < self.best_value)
+        if math.isnan(value) and self.best_value is None:
+            raise MonitorError(
+                f"trainer.monitor={self.monitor} is NaN on the validation split at epoch {epoch}: an AUC is undefined when a "
+                "task's validation labels hold one class only, and a loss is NaN when training diverged; check the split's "
+                "labels, or monitor another metric (e.g. trainer.monitor=avg_logloss)")
+        improved = self.best_value is None or (value > self.best_value if self.maximize else value < self.best_value)  # False for NaN
         if improved:
             self.best_value, self.best_epoch, self._bad_epochs = value, epoch, 0
         else:

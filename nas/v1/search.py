@@ -52,7 +52,7 @@ class V1Search(SupernetSearch):
     def __init__(self, config, run_dir) -> None:
         search = config.search
         # The search's own weight steps: paper 000's SGD with cosine decay; fine-tuning keeps config.trainer.
-        options = dataclasses.replace(config.trainer, dense_optimizer="sgd", dense_lr=search.weight_lr,
+        options = dataclasses.replace(config.trainer, dense_optimizer=search.weight_optimizer, dense_lr=search.weight_lr,
                                       dense_momentum=search.weight_momentum, lr_schedule="cosine", min_lr=0.0)
         super().__init__(config, run_dir, options)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from torchrec_automtl.modules.embeddings import MULTI_HOT_POOLINGS
 from torchrec_automtl.nas.operations import build_operation
 from torchrec_automtl.nas.v1.interaction import build_interaction
+from torchrec_automtl.pipelines.optimizers import DENSE_OPTIMIZERS
 
 # Paper 000, Table 1.
 PAPER_INTERACTIONS = ["inner-product", "outer-product", "cross-1", "cross-2", "cross-3", "cross-4",
@@ -80,8 +81,9 @@ class V1SearchConfig:
     Bi-level, first-order: alpha (ops of the interaction and expert blocks) steps on architecture
     batches, a seeded slice of ``architecture_fraction`` of the training rows held out from the weight
     steps (as the default method's bi-level search; the validation split stays for early stopping and
-    model selection), with Adam at ``arch_lr``; the supernet weights step on training batches with SGD
-    at ``weight_lr`` (momentum ``weight_momentum``) and cosine decay over the search; beta (expert
+    model selection), with Adam at ``arch_lr``; the supernet weights step on training batches with
+    ``weight_optimizer`` (the paper's SGD, momentum ``weight_momentum``) at ``weight_lr`` and cosine
+    decay over the search; beta (expert
     selection) steps on the training batches with Adam at ``selection_lr``, frozen for the first
     ``selection_warmup_epochs`` epochs (the paper says "several"; 1 here) with ``jsd_weight`` times the
     JSD loss (eq. 2), whose weight decays linearly to 0 over the search; an auxiliary skip around
@@ -92,6 +94,7 @@ class V1SearchConfig:
 
     epochs: int = 10
     selection_warmup_epochs: int = 1
+    weight_optimizer: str = "sgd"  # the paper's; adam for short budgets (search=v1_fast)
     weight_lr: float = 0.02
     weight_momentum: float = 0.9
     arch_lr: float = 1e-3
@@ -106,6 +109,8 @@ class V1SearchConfig:
             raise ValueError(f"search.epochs must be >= 1, got {self.epochs}")
         if not 0 <= self.selection_warmup_epochs < self.epochs:
             raise ValueError(f"search.selection_warmup_epochs must be in [0, search.epochs={self.epochs}), got {self.selection_warmup_epochs}")
+        if self.weight_optimizer not in DENSE_OPTIMIZERS:
+            raise ValueError(f"search.weight_optimizer must be one of {DENSE_OPTIMIZERS}, got '{self.weight_optimizer}'")
         for key in ("weight_lr", "arch_lr", "selection_lr"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"search.{key} must be > 0, got {getattr(self, key)}")

@@ -1,5 +1,6 @@
 """The search end to end: CLI artefacts and determinism, planted structure, and 2 gloo ranks in step."""
 
+import dataclasses
 import functools
 import json
 import statistics
@@ -7,17 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from torchrec_automtl.datasets.parquet_reader import BatchReader, ParquetSplit
 from torchrec_automtl.datasets.schema import Schema
 from torchrec_automtl.datasets.synthetic import write_aliccp_like
-from torchrec_automtl.nas import derived
+from torchrec_automtl.nas import derived, search_and_finetune
 from torchrec_automtl.nas.architecture import Architecture
 from torchrec_automtl.nas.pd_darts import ArchitectureSearch
 from torchrec_automtl.nas.search_and_finetune import run_search
 from torchrec_automtl.nas.search_config import NasConfig, parse_nas_config
+from torchrec_automtl.pipelines.predict import score_split
 from torchrec_automtl.pipelines.process_group import destroy_distributed
 from torchrec_automtl.pipelines.result import RunResult
 from tests.distributed.spawn import run_on_ranks
@@ -152,6 +157,7 @@ def test_two_rank_search_takes_identical_decisions_and_fine_tunes_identical_weig
 
 def _dense_regression_search(rank: int, config: NasConfig, run_dir: str) -> dict:
     run = run_search(config, run_dir)
+    score_split(run_dir, Path(run_dir) / "test_scores.parquet", progress=False)  # the run's checkpoint, scored apart
     return {"test": run.result.test, "architecture": run.architecture.to_dict()}
 
 
@@ -165,9 +171,44 @@ def test_search_on_an_all_dense_regression_dataset(tmp_path):
     write_synthetic(MMoEGenerator(0.5, seed=0), data, rows=3000, progress=False)
     config = _config([f"dataset.path={data}"] + TINY)
     result = run_on_ranks(_dense_regression_search, 1, tmp_path / "out", config, str(tmp_path / "run"))[0]
-    assert set(result["test"]) >= {"y1", "y2", "avg_mse"} and 0 < result["test"]["avg_mse"] < 10
-    architecture = result["architecture"]
+    assert set(result["test"]) >= {"y1", "y2", "avg_mse"}
+    # The reported test MSE is the fine-tuned model's: its scores, written apart, give the same MSE per task.
+    scores = pq.read_table(tmp_path / "run" / "test_scores.parquet").sort_by("row")
     schema = Schema.load(data)
+    labels = np.concatenate([b.labels[b.mask].numpy() for b in BatchReader(ParquetSplit.open(data, "test", schema), 500).epoch()])
+    assert scores.num_rows == len(labels) == 300
+    for t, task in enumerate(("y1", "y2")):
+        mse = float(np.mean((scores[f"{task}_score"].to_numpy().astype(np.float64) - labels[:, t]) ** 2))
+        assert mse == pytest.approx(result["test"][task]["mse"], rel=1e-5)
+    architecture = result["architecture"]
     assert architecture["sparse_features"] == [] and architecture["dense_features"] == schema.dense_names
     assert architecture["task_types"] == ["regression", "regression"]
     assert {f for layer in architecture["layers"] for e in layer for f in e["features"]} <= set(schema.dense_names)
+
+
+def _search_with_harmful_fine_tuning(rank: int, config: NasConfig, run_dir: str) -> dict:
+    """A search whose fine-tuning (only) takes huge steps that wreck the inherited model."""
+    choose = search_and_finetune.finetune_config
+
+    def harmful(*args, **kwargs):
+        train = choose(*args, **kwargs)
+        return dataclasses.replace(train, trainer=dataclasses.replace(train.trainer, dense_lr=100.0, embedding_lr=100.0))
+
+    search_and_finetune.finetune_config = harmful  # this spawned rank only
+    return _search_on_rank(rank, config, run_dir)
+
+
+@pytest.mark.slow
+def test_inherited_fine_tuning_falls_back_to_the_inherited_weights_when_training_makes_them_worse(tiny_aliccp, tmp_path):
+    overrides = [o for o in TINY if not o.startswith("trainer.epochs=")] + ["trainer.epochs=2"]
+    config = _config([f"dataset.path={tiny_aliccp}", "search.finetune=inherit"] + overrides)
+    run_on_ranks(_search_with_harmful_fine_tuning, 1, tmp_path / "out", config, str(tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    searched = json.loads((tmp_path / "run" / "search_log.jsonl").read_text().splitlines()[-1])["valid"]
+    start, *trained = metrics["epochs"]
+    assert not start["trained"] and len(trained) == 2 and all(e["trained"] for e in trained)
+    assert start["valid"]["avg_auc"] > 0.52  # the inherited model has learned something (0.561 here)
+    assert all(not e["valid"]["avg_auc"] >= start["valid"]["avg_auc"] for e in trained)  # worse (or NaN) after training
+    # The inherited weights (epoch 0, the discretized supernet's score) are what the run keeps and tests.
+    assert metrics["best_epoch"] == 0 and metrics["valid"] == start["valid"]
+    assert metrics["valid"]["avg_auc"] == pytest.approx(searched["avg_auc"], abs=1e-9)

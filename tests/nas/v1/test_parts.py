@@ -216,3 +216,19 @@ def test_v1_architecture_round_trips_and_builds_as_model_automtl(tmp_path):
 def test_an_undiscretized_supernet_has_no_architecture():
     with pytest.raises(ArchitectureError, match="not discretized"):
         V1Architecture.from_supernet(_supernet(), SCHEMA)
+
+
+def test_the_search_steps_its_weights_with_its_own_optimizer_and_fine_tuning_keeps_the_trainers(tmp_path):
+    from torchrec_automtl.nas.search_config import NasConfig
+    from torchrec_automtl.nas.v1.search import V1Search
+    from torchrec_automtl.pipelines.config import DatasetConfig, TrainerConfig
+
+    trainer = TrainerConfig(dense_optimizer="adam", dense_lr=0.003)
+    for optimizer, lr in (("sgd", 0.02), ("adam", 0.001)):
+        search = V1SearchConfig(weight_optimizer=optimizer, weight_lr=lr)
+        config = NasConfig(DatasetConfig(path=str(tmp_path)), small_v1_config(), search, trainer, method="v1")
+        options = V1Search(config, tmp_path).trainer.options
+        assert (options.dense_optimizer, options.dense_lr, options.lr_schedule) == (optimizer, lr, "cosine")
+    assert (trainer.dense_optimizer, trainer.dense_lr, trainer.lr_schedule) == ("adam", 0.003, "constant")
+    with pytest.raises(ValueError, match="search.weight_optimizer must be one of"):
+        V1SearchConfig(weight_optimizer="rmsprop")
