@@ -17,7 +17,9 @@ from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedTensor
 
 from torchrec_automtl.nas.architecture import Architecture, ArchitectureError
-from torchrec_automtl.nas.derived import DerivedMultiTaskArch
+from torchrec_automtl.nas.derived import DerivedMultiTaskArch, load_architecture
+from torchrec_automtl.nas.v1.architecture import V1Architecture
+from torchrec_automtl.nas.v1.derived import V1DerivedArch
 from torchrec_automtl.pipelines.checkpoint import load_state
 
 # Where a search run keeps the fine-tuned model, and the dense arch's key prefix inside that checkpoint.
@@ -26,13 +28,18 @@ DENSE_ARCH_PREFIX = "model.dense_arch."
 
 
 class SearchedHead(nn.Module):
-    """``forward(pooled: KeyedTensor, dense [B, D]) -> logits [B, T]`` of a searched architecture."""
+    """``forward(pooled: KeyedTensor, dense [B, D]) -> logits [B, T]`` of a searched architecture
+    (DESAN's, or paper 000's ``method=v1``, whose interaction module reads every field)."""
 
-    def __init__(self, architecture: Architecture) -> None:
+    def __init__(self, architecture: Architecture | V1Architecture) -> None:
         super().__init__()
         self.architecture = architecture
-        self.network = DerivedMultiTaskArch(architecture)
-        read = set().union(*(architecture.features_feeding(task) for task in architecture.tasks))
+        if isinstance(architecture, V1Architecture):
+            self.network: nn.Module = V1DerivedArch(architecture)
+            read = set(architecture.sparse_features)
+        else:
+            self.network = DerivedMultiTaskArch(architecture)
+            read = set().union(*(architecture.features_feeding(task) for task in architecture.tasks))
         self.required_features = [name for name in architecture.sparse_features if name in read]
         self.dense_features = list(architecture.dense_features)
         self.tasks = list(architecture.tasks)
@@ -42,7 +49,7 @@ class SearchedHead(nn.Module):
     def from_run(cls, run_dir: str | Path) -> "SearchedHead":
         """The head of a finished search run: ``architecture.json`` and the fine-tuned dense weights."""
         run_dir = Path(run_dir)
-        head = cls(Architecture.load(run_dir / "architecture.json"))
+        head = cls(load_architecture(run_dir / "architecture.json"))
         checkpoint = run_dir / FINETUNED_CHECKPOINT
         if not checkpoint.is_dir():
             raise ArchitectureError(f"{checkpoint} not found: is {run_dir} a finished search run?")

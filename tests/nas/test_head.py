@@ -16,7 +16,7 @@ from torchrec_automtl.nas.search_and_finetune import run_search
 from torchrec_automtl.pipelines.checkpoint import load_checkpoint
 from tests.distributed.spawn import run_on_ranks
 from tests.nas.helpers import DENSE, SCHEMA, SPARSE, small_supernet
-from tests.nas.test_search import TINY, _config
+from tests.nas.test_search import TINY, TINY_V1, _config
 
 
 def _search(rank: int, config, run_dir: str) -> dict:
@@ -28,9 +28,10 @@ def _keyed(pooled: dict[str, torch.Tensor], names: list[str]) -> KeyedTensor:
 
 
 @pytest.mark.slow
-def test_the_head_of_a_run_reproduces_the_fine_tuned_model(tiny_aliccp, tmp_path):
+@pytest.mark.parametrize("tiny", [TINY, TINY_V1], ids=["desan", "v1"])
+def test_the_head_of_a_run_reproduces_the_fine_tuned_model(tiny_aliccp, tmp_path, tiny):
     run = tmp_path / "run"
-    valid = run_on_ranks(_search, 1, tmp_path / "out", _config([f"dataset.path={tiny_aliccp}"] + TINY), str(run))[0]["valid"]
+    valid = run_on_ranks(_search, 1, tmp_path / "out", _config([f"dataset.path={tiny_aliccp}"] + tiny), str(run))[0]["valid"]
     head = SearchedHead.from_run(run).eval()
 
     # The reference: the whole fine-tuned train module, restored unsharded from the same checkpoint.
