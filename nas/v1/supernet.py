@@ -130,7 +130,8 @@ class V1Supernet(nn.Module):
     def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         fields = self.fields(embeddings, dense)
         weights = self.interaction_weights()
-        shared = sum(weights[m] * op(fields) for m, op in enumerate(self.interactions) if bool(weights[m] > 0))
+        used = (weights > 0).tolist()  # one device sync per step, not one per op
+        shared = sum(weights[m] * op(fields) for m, op in enumerate(self.interactions) if used[m])
         experts = shared.unsqueeze(0).expand(self.config.num_experts, -1, -1)
         hidden = self.experts(experts, self.block_weights(), self.auxiliary_skip)  # [N, B, width]
         if self.gates is None:
