@@ -1,4 +1,5 @@
-"""Bad raw lines: stop at the first one with its file and line number, or count them and go on."""
+"""Bad raw lines: stop at the first one with its file and line number, or count them and go on;
+and the data lines read per raw file, so that manifest.json accounts for every line."""
 
 from __future__ import annotations
 
@@ -14,12 +15,22 @@ SKIP_HINT = "pass --skip-bad-lines to drop such lines (they are counted in manif
 
 
 class BadLines:
-    """The policy for malformed input lines and the tally kept under ``--skip-bad-lines``."""
+    """The policy for malformed input lines, the tally kept under ``--skip-bad-lines``, and the
+    count of data lines read per raw file (a header line is not a data line).
+
+    Every raw line is either read into a row or skipped here, so for each file
+    ``lines_read = rows passed on + lines skipped``; manifest.json holds both sides.
+    """
 
     def __init__(self, skip: bool) -> None:
         self.skip = skip
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.first_examples: dict[str, dict[str, int]] = defaultdict(dict)
+        self.lines_read: dict[str, int] = defaultdict(int)
+
+    def count_read(self, path: Path, lines: int) -> None:
+        """``lines`` more data lines of ``path`` were read."""
+        self.lines_read[path.name] += lines
 
     def report(self, path: Path, line_numbers: np.ndarray, bad: np.ndarray, reason: str,
                culprit: Callable[[int], str] | None = None) -> None:

@@ -108,6 +108,11 @@ class UserTable:
         self._side = SideTable(table[USER].combine_chunks(), table.select(list(features)))
         self.missing = 0
 
+    @property
+    def rows(self) -> int:
+        """How many users the table holds (one valid line each)."""
+        return self._side.rows
+
     @classmethod
     def read(cls, context: StageContext, path: Path, header: tuple[str, ...], file_index: int) -> "UserTable":
         """Read ``path`` (integer columns ``header``, the first being ``user_id``); an empty user id is a bad line."""
@@ -285,6 +290,7 @@ def stage_samples(context: StageContext, log: BehaviourLog, sampling: Sampling, 
     if users is not None:
         sparse += users.features
         info["samples_without_user_features"] = users.missing
+        info["user_rows"] = users.rows
     return Staged(files, Layout(sparse, (), tuple(log.tasks), group_column=USER), {"interactions": info})
 
 

@@ -119,7 +119,11 @@ def _first_non_utf8(data: bytes) -> int:
 
 
 def split_columns(path: Path, first_line: int, lines: pa.StringArray, names: Sequence[str], bad_lines: BadLines) -> LineRows:
-    """Split comma-separated ``lines`` into the columns ``names``; lines with another column count are bad."""
+    """Split comma-separated ``lines`` into the columns ``names``; lines with another column count are bad.
+
+    Every raw line parsed by a converter passes here once, so this is where lines read are counted.
+    """
+    bad_lines.count_read(path, len(lines))
     parts = pc.split_pattern(lines, ",")
     counts = pc.list_value_length(parts).to_numpy()
     rows = LineRows(path, first_line + np.arange(len(lines), dtype=np.int64), {"_parts": parts})

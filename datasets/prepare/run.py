@@ -92,6 +92,7 @@ def prepare(converter: Converter, options: PrepareOptions) -> dict[str, Any]:
             **counts,
             "vocabulary_sizes": {name: v.cardinality for name, v in vocabularies.fields.items()},
             "multi_hot": vocabularies.multi_hot,
+            "lines_read": dict(sorted(bad_lines.lines_read.items())),
             "bad_lines": bad_lines.summary(),
             **staged.info,
         }

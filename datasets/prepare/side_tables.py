@@ -17,6 +17,10 @@ class SideTable:
         self.dense = dense
         self._keys = SortedKeys(keys)
 
+    @property
+    def rows(self) -> int:
+        return self.features.num_rows
+
     def join(self, keys: pa.Array) -> tuple[pa.Table, int]:
         """The feature rows of ``keys`` and how many of ``keys`` were absent (or null)."""
         position = self._keys.positions(keys)

@@ -126,7 +126,10 @@ class Vocabulary:
         path = folder / f"{field}.parquet"
         if not path.is_file():
             raise DataError(f"vocabulary of field '{field}' not found: {path}")
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise DataError(f"{path}: not a readable vocabulary file ({error})") from None
         if table.column_names != ["value", "count"]:
             raise DataError(f"{path}: expected columns ['value', 'count'], found {table.column_names}")
         return cls(field, table["value"].combine_chunks(), table["count"].combine_chunks())

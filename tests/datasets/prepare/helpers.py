@@ -38,3 +38,25 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines))
     return path
+
+
+def data_lines(path: Path, has_header: bool = True) -> int:
+    """The data lines of a raw file, counted from its bytes (independently of the converters)."""
+    return path.read_bytes().count(b"\n") - int(has_header)
+
+
+def skipped(manifest: dict, name: str) -> int:
+    """Lines of raw file ``name`` that the manifest counts as skipped, over all reasons."""
+    return sum(tally["lines"] for tally in manifest["bad_lines"].get(name, {}).values())
+
+
+def spread_bad_lines(path: Path, bad: str, copies: int = 3, has_header: bool = True) -> list[int]:
+    """Insert ``copies`` of the line ``bad`` at evenly spread places of ``path`` (the first after the
+    first data line, the last before the final line); return their 1-based line numbers."""
+    lines = path.read_text().splitlines()
+    first = int(has_header) + 1
+    places = [first + round(k * (len(lines) - first) / copies) for k in range(copies)]
+    for offset, place in enumerate(places):
+        lines.insert(place + offset, bad)
+    write_lines(path, lines)
+    return [place + offset + 1 for offset, place in enumerate(places)]

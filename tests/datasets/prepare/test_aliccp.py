@@ -166,3 +166,35 @@ def test_vocabulary_reuse_keeps_ids_and_columns(tmp_path: Path) -> None:
         assert row["101"] == vocab(tmp_path / "first", "101").index(1001) + 1
         assert row["109_14"] == [history.index(7001) + 1, 0] and row["109_14_value"] == 2.0
         assert row["210"] == [lists.index(81) + 1, lists.index(80) + 1]
+
+
+def test_bad_common_feature_and_test_lines_are_named_and_their_samples_lose_the_join(tmp_path: Path) -> None:
+    """A skipped common-features line is a user without features: its samples count as missing md5s."""
+    broken_bb = COMMON_TRAIN[1].replace("bb,4,", "bb,5,", 1)
+    raw = write_raw(tmp_path / "raw", common_train=[COMMON_TRAIN[0], broken_bb])
+    with (raw / "sample_skeleton_test.csv").open("a") as test_file:
+        test_file.write("103,1,0\n")
+    with pytest.raises(DataError, match=r"common_features_train.csv: line 2: feature_num does not match"):
+        convert("aliccp", raw, tmp_path / "out")
+    bb_samples = [s for s, row in TRAIN.items() if row[2] == "bb"]
+    manifest = convert("aliccp", raw, tmp_path / "keep", "--skip-bad-lines")
+    [tally] = manifest["bad_lines"]["common_features_train.csv"].values()
+    assert tally == {"lines": 1, "first_line": 2}
+    assert manifest["bad_lines"]["sample_skeleton_test.csv"] == {
+        "wrong column count (expected 6)": {"lines": 1, "first_line": len(TEST) + 1}}
+    assert manifest["common_feature_rows"]["common_features_train.csv"] == 1
+    assert manifest["missing_common_features"]["sample_skeleton_train.csv"] == {
+        "rows": len(bb_samples) + 1, "first_line": bb_samples[0], "first_md5": "bb", "action": "keep"}
+    assert manifest["rows"]["test"] == len(TEST)
+    users = [row["101"] for row in rows_as_dicts(tmp_path / "keep") if row["split"] != "test"]
+    assert users.count(0) == len(bb_samples) + 1  # kept without user features (OOV), as md5 'zz'
+    dropped = convert("aliccp", raw, tmp_path / "drop", "--skip-bad-lines", "--missing-common", "drop", "--valid-fraction", "0.5")
+    assert dropped["rows"]["train"] + dropped["rows"]["valid"] == len(TRAIN) - len(bb_samples) - 1
+
+
+def test_vocabulary_from_other_columns_is_refused(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path / "raw")
+    convert("aliccp", raw, tmp_path / "first")
+    with pytest.raises(DataError, match=r"--vocab .*vocab: this data has no column\(s\) \['121', .*\] that the vocabularies were built with"):
+        convert("aliccp", raw, tmp_path / "second", "--sparse-fields", "101,205", "--vocab", str(tmp_path / "first" / "vocab"))
+    assert not (tmp_path / "second").exists()

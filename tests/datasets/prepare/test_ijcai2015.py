@@ -53,7 +53,7 @@ def test_pairs_labels_item_features_and_user_profiles(tmp_path: Path, buckets: s
     assert manifest["interactions"] == {
         "log_lines": 213, "pairs": 210, "samples_before_filter": 210, "samples_after_filter": 206,
         "users_kept": 43, "items_kept": 8, "users_before_filter": 45, "items_before_filter": 9,
-        "samples_without_user_features": 1}
+        "samples_without_user_features": 1, "user_rows": len(USERS)}
 
 
 def test_result_does_not_depend_on_buckets(tmp_path: Path) -> None:

@@ -132,3 +132,13 @@ def test_missing_raw_file_is_named(tmp_path: Path) -> None:
 def test_side_table_errors_name_the_file(tmp_path: Path, user_lines: list[str], message: str) -> None:
     with pytest.raises(DataError, match=message):
         convert("kuairand", write_raw(tmp_path / "raw", user_lines=user_lines), tmp_path / "out")
+
+
+@pytest.mark.parametrize("file, header", [
+    (LOG_FILES[1], LOG_HEADER), (USER_FILE, USER_HEADER), (VIDEO_FILE, VIDEO_HEADER)])
+def test_a_header_that_differs_from_the_published_one_is_named(tmp_path: Path, file: str, header: tuple) -> None:
+    raw = write_raw(tmp_path / "raw")
+    renamed = ",".join(("uid", *header[1:]))
+    (raw / file).write_text((raw / file).read_text().replace(",".join(header), renamed, 1))
+    with pytest.raises(DataError, match=rf"{file}: line 1: header \[?\(?'uid', .* does not match the published format"):
+        convert("kuairand", raw, tmp_path / "out", "--skip-bad-lines")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -130,3 +131,41 @@ def test_vocabulary_reuse_maps_new_data_with_the_old_ids(tmp_path: Path) -> None
     assert {r["item_id"] for r in got} == {old_ids["item_id"].index(105) + 1}
     with pytest.raises(DataError, match="vocabularies of dataset 'qbvideo'"):
         VocabularySet.load(tmp_path / "first", "aliccp")
+
+
+def test_invalid_utf8_is_named_with_its_line_in_any_block(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path / "raw", MANY)
+    lines = (raw / "QB-video.csv").read_bytes().split(b"\n")
+    lines[150] = b"10,500,1,0,1,0,3,2,1,\xff4"  # line 151, many blocks after the first
+    (raw / "QB-video.csv").write_bytes(b"\n".join(lines))
+    for flags in ((), ("--block-bytes", "64"), ("--skip-bad-lines",)):
+        with pytest.raises(DataError, match=r"QB-video.csv: line 151: not valid UTF-8 text"):
+            convert("qbvideo", raw, tmp_path / "out", *flags)
+
+
+def test_an_empty_split_is_named(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path / "raw", ROWS)
+    with pytest.raises(DataError, match=r"split\(s\) \['valid'\] received no rows"):
+        convert("qbvideo", raw, tmp_path / "out", "--valid-fraction", "0.001", "--test-fraction", "0.5")
+    write_lines(raw / "QB-video.csv", [",".join(HEADER)])  # a header and nothing else
+    with pytest.raises(DataError, match=r"split\(s\) \['train', 'valid', 'test'\] received no rows"):
+        convert("qbvideo", raw, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda vocab: (vocab / "vocab.json").unlink(), r"vocabulary index \(--vocab\) not found: .*vocab.json"),
+    (lambda vocab: (vocab / "vocab.json").write_text("{"), r"vocab.json: not valid JSON"),
+    (lambda vocab: (vocab / "vocab.json").write_text('{"dataset": "qbvideo"}'), r"vocab.json: malformed vocabulary index \(KeyError\('layout'\)\)"),
+    (lambda vocab: (vocab / "item_id.parquet").unlink(), r"vocabulary of field 'item_id' not found: .*item_id.parquet"),
+    (lambda vocab: (vocab / "item_id.parquet").write_bytes(b"PAR1 torn"), r"item_id.parquet: not a readable vocabulary file"),
+    (lambda vocab: pq.write_table(pa.table({"id": [1]}), vocab / "item_id.parquet"),
+     r"item_id.parquet: expected columns \['value', 'count'\], found \['id'\]"),
+])
+def test_vocabulary_load_errors_name_the_file(tmp_path: Path, damage, message: str) -> None:
+    raw = write_raw(tmp_path / "raw", MANY)
+    convert("qbvideo", raw, tmp_path / "first")
+    damage(tmp_path / "first" / "vocab")
+    with pytest.raises(DataError, match=message):
+        convert("qbvideo", raw, tmp_path / "second", "--vocab", str(tmp_path / "first" / "vocab"))
+    assert not (tmp_path / "second").exists()
