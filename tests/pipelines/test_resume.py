@@ -115,25 +115,16 @@ def test_the_best_epoch_is_reported_and_its_checkpoint_is_what_is_tested(whole_r
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_a_killed_run_resumes_to_the_same_metrics(whole_run, tiny_aliccp, tmp_path):
+    """One job killed twice: after its first epoch, then within a later epoch (states saved every 2
+    steps) as if inside a save, between its two renames, so only the old copy is left."""
     killed = tmp_path / "killed"
+    every_2_steps = "trainer.state_every_steps=2"
+    kill_after_epoch(_train(tiny_aliccp, killed, every_2_steps), killed / STATE_DIR, epoch=0)
+    kill_after_epoch(_train(tiny_aliccp, killed, every_2_steps, "resume=true"), killed / STATE_DIR, epoch=1, steps=4)
+    (killed / STATE_DIR).rename(killed / f".{STATE_DIR}.old")
+    finish(_train(tiny_aliccp, killed, every_2_steps, "resume=true"))
     expected = json.loads((whole_run / "metrics.json").read_text())
-
-    kill_after_epoch(_train(tiny_aliccp, killed), killed / STATE_DIR, epoch=0)
-    finish(_train(tiny_aliccp, killed, "resume=true"))
     assert without_timings(json.loads((killed / "metrics.json").read_text())) == without_timings(expected)
-
-    # Killed again, this time as if inside a save, between its two renames: only the old copy is left.
-    again = tmp_path / "again"
-    kill_after_epoch(_train(tiny_aliccp, again), again / STATE_DIR, epoch=1)
-    (again / STATE_DIR).rename(again / f".{STATE_DIR}.old")
-    finish(_train(tiny_aliccp, again, "resume=true"))
-    assert without_timings(json.loads((again / "metrics.json").read_text())) == without_timings(expected)
-
-    # Killed within an epoch, after a state saved every 2 steps: the epoch continues where it stopped.
-    within = tmp_path / "within"
-    kill_after_epoch(_train(tiny_aliccp, within, "trainer.state_every_steps=2"), within / STATE_DIR, epoch=1, steps=4)
-    finish(_train(tiny_aliccp, within, "trainer.state_every_steps=2", "resume=true"))
-    assert without_timings(json.loads((within / "metrics.json").read_text())) == without_timings(expected)
 
 
 def test_resume_needs_a_state_to_resume_from(tiny_aliccp, tmp_path):
