@@ -1,5 +1,7 @@
 """Distributed evaluation gathers every rank's rows: its AUC is the one-process AUC, not a mean of rank AUCs."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,9 @@ from torchrec_automtl.pipelines.metrics import task_metrics
 from torchrec_automtl.pipelines.process_group import destroy_distributed, init_distributed
 from tests.conftest import write_indexed_dataset
 from tests.distributed.spawn import run_on_ranks
+
+
+EVAL_BATCH = 50  # 301 rows are 150 + 151 on 2 ranks: 3 batches of rank 0's own, 4 of rank 1's
 
 
 class _FixedScorer(nn.Module):
@@ -33,9 +38,9 @@ def _evaluate_on_rank(rank: int, folder: str) -> dict:
     ctx = init_distributed("cpu")
     try:
         schema = Schema.load(folder)
-        reader = BatchReader(ParquetSplit.open(folder, "valid", schema), batch_size=16, rank=rank, world_size=ctx.world_size)
+        reader = BatchReader(ParquetSplit.open(folder, "valid", schema), batch_size=EVAL_BATCH, rank=rank, world_size=ctx.world_size)
         metrics = evaluate(_FixedScorer(), reader, schema.tasks, ctx, with_gauc=True, progress=False)
-        local = BatchReader(ParquetSplit.open(folder, "valid", schema), batch_size=16, rank=rank, world_size=ctx.world_size)
+        local = BatchReader(ParquetSplit.open(folder, "valid", schema), batch_size=EVAL_BATCH, rank=rank, world_size=ctx.world_size)
         rows = [b for b in local.epoch()]
         scores = torch.sigmoid(torch.cat([_FixedScorer()(b)[1][1][b.mask] for b in rows])).numpy()
         labels = torch.cat([b.labels[b.mask] for b in rows]).numpy()
@@ -58,6 +63,7 @@ def test_distributed_auc_equals_single_process_auc_of_gathered_predictions(tmp_p
     groups = torch.cat([b.group_ids[b.mask] for b in batches]).numpy()
     single = task_metrics(scores, labels, schema.tasks, groups)
     distributed = results[0]["metrics"]
+    assert math.ceil(150 / EVAL_BATCH) != math.ceil(151 / EVAL_BATCH)  # rank 0 must take an all-padding step
     assert distributed["rows"] == 301
     for task in schema.task_names:
         assert distributed[task]["auc"] == pytest.approx(single[task]["auc"], abs=1e-12)
