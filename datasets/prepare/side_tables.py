@@ -19,6 +19,7 @@ class SideTable:
 
     @property
     def rows(self) -> int:
+        """How many keys (rows of the source table) the table holds."""
         return self.features.num_rows
 
     def join(self, keys: pa.Array) -> tuple[pa.Table, int]:
