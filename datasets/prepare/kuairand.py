@@ -159,7 +159,8 @@ class KuaiRandPure(Converter):
         users = load_side_table(context.raw / USER_FILE, USER_HEADER, "user_id", USER_CATEGORICAL, (), USER_DENSE)
         videos = load_side_table(context.raw / VIDEO_FILE, VIDEO_HEADER, "video_id", VIDEO_CATEGORICAL,
                                  VIDEO_MULTI_HOT, VIDEO_DENSE)
-        # The quoted side tables are read whole (a quoted cell may hold a line end): records, not lines.
+        # The quoted side tables are read whole by Arrow's CSV reader, one record per line (a line end
+        # inside quotes is a parse error), so their records are their data lines.
         context.bad_lines.count_read(context.raw / USER_FILE, users.rows)
         context.bad_lines.count_read(context.raw / VIDEO_FILE, videos.rows)
         blocks = (table for index, name in enumerate(LOG_FILES)
