@@ -90,6 +90,7 @@ class ArchitectureSearch(SupernetSearch):
         self.architecture_optimizer.active = stage != "warmup_weights"
         self.supernet.auxiliary_skip = search.auxiliary_skip_weight(epoch)
         self.supernet.gumbel_temperature = search.temperature(epoch)
+        self.supernet.sample_paths = search.relaxation == "sampled"
 
     def end_epoch(self, trainer: Trainer, record: dict) -> None:
         """Add the decision state and the alpha/beta snapshot to the record; append it to the search log."""
@@ -116,7 +117,7 @@ class ArchitectureSearch(SupernetSearch):
         trainer = self.trainer
         trainer.fit(epochs=self.epoch_limit)
         epoch = self.records[-1]["epoch"] + 1
-        self.supernet.auxiliary_skip, self.supernet.gumbel_temperature = 0.0, None
+        self.supernet.auxiliary_skip, self.supernet.gumbel_temperature, self.supernet.sample_paths = 0.0, None, False
         if not is_discretized(self.supernet):  # items with `final` discretization: thresholded once, now
             self._final_record(epoch, self._decide(undecided_count(self.supernet), KINDS))
         self.search_seconds = time.perf_counter() - trainer.started  # a resumed search counts its earlier epochs too

@@ -12,7 +12,7 @@ from torchrec_automtl.pipelines.config import ConfigError, DatasetConfig, Traine
 
 
 DISCRETIZATIONS = ("progressive", "final")
-RELAXATIONS = ("softmax", "gumbel")
+RELAXATIONS = ("softmax", "gumbel", "sampled")
 OPTIMIZATIONS = ("single_level", "bi_level")
 FINETUNE_MODES = ("inherit", "retrain")
 
@@ -37,8 +37,12 @@ class SearchConfig:
     embedding tables frozen; see ``nas/bilevel.py``). ``architecture_batch_size`` sets those batches'
     rows per rank (0: ``trainer.batch_size``); alpha and beta are few, so a smaller batch than the
     weights' steps costs little precision and saves most of an architecture step's time.
-    ``relaxation``: ``softmax`` (DARTS) or ``gumbel`` (SNAS: Gumbel-softmax samples of alpha in
-    training, temperature annealed linearly from ``gumbel_temperature`` to ``gumbel_final_temperature``).
+    ``relaxation``: ``softmax`` (DARTS), ``gumbel`` (SNAS: Gumbel-softmax samples of alpha in
+    training, temperature annealed linearly from ``gumbel_temperature`` to ``gumbel_final_temperature``)
+    or ``sampled`` (each training step runs one uniformly drawn op per block position, shared by the
+    layer's experts, with a straight-through weight that gives alpha DARTS's gradient of that op:
+    a weight or architecture step costs about one op per block instead of all of them; see
+    ``DesanSupernet.sampled_path_weights``).
     ``auxiliary_skip``: DARTS-'s remedy for the collapse onto skip/cheap ops: an extra skip
     ``w * x`` around every block whose weight decays linearly from this value to 0 over the search
     epochs (0 disables it), so a deep op does not lose to skip merely for being harder to train.

@@ -110,10 +110,12 @@ class DesanSupernet(nn.Module):
         if not config.connection_selection:
             self.connection_decided.fill_(True)
             self.connection_kept.fill_(True)
-        # Set by the search each epoch: the DARTS- auxiliary skip weight (0 once the search ends), and
-        # the Gumbel-softmax temperature of SNAS (None: plain softmax(alpha); used in training mode only).
+        # Set by the search each epoch: the DARTS- auxiliary skip weight (0 once the search ends), the
+        # Gumbel-softmax temperature of SNAS (None: plain softmax(alpha)) and single-path sampling
+        # (search.relaxation=sampled); the last two apply in training mode only.
         self.auxiliary_skip = 0.0
         self.gumbel_temperature: float | None = None
+        self.sample_paths = False
 
         self.layers = nn.ModuleList(
             ExpertLayer(config.candidate_operations, n, config.block_width, K, config.mlp_batchnorm,
@@ -136,12 +138,32 @@ class DesanSupernet(nn.Module):
         return torch.where(self.block_decided.unsqueeze(-1), chosen, self.alpha.softmax(dim=-1))
 
     def training_block_weights(self) -> torch.Tensor:
-        """The block weights of a training step: Gumbel-softmax samples of alpha under SNAS, else ``block_weights``."""
-        if self.gumbel_temperature is None:
+        """The block weights of a training step: a sampled single path (``sample_paths``), Gumbel-softmax
+        samples of alpha under SNAS, else ``block_weights``. Decided blocks stay one-hot."""
+        if self.sample_paths:
+            relaxed = self.sampled_path_weights()
+        elif self.gumbel_temperature is not None:
+            relaxed = F.gumbel_softmax(self.alpha, tau=self.gumbel_temperature, dim=-1)
+        else:
             return self.block_weights()
         chosen = F.one_hot(self.block_choice, self.alpha.shape[-1]).to(self.alpha.dtype)
-        relaxed = F.gumbel_softmax(self.alpha, tau=self.gumbel_temperature, dim=-1)
         return torch.where(self.block_decided.unsqueeze(-1), chosen, relaxed)
+
+    def sampled_path_weights(self) -> torch.Tensor:
+        """One op per block position of each layer, drawn uniformly and shared by the layer's experts.
+
+        Expert i's weight of the drawn op m is ``1 + p_im - stop_gradient(p_im)`` with p_i = softmax(alpha_i):
+        exactly 1 in the forward pass (the block runs op m alone, and ``MixtureOfOperations`` skips every
+        other op, so a step costs one op per block position), while alpha_i receives DARTS's gradient of
+        op m's term. Uniform paths train every op's weights equally often (single-path one-shot, Guo et
+        al. 2020), the straight-through weight is GDAS's (Dong & Yang, 2019). Sharing the draw across a
+        layer's experts is what makes it cheap: the batched op runs once for all of them.
+        """
+        L, n, K, M = self.alpha.shape
+        drawn = torch.randint(M, (L, 1, K, 1), device=self.alpha.device).expand(L, n, K, 1)
+        probability = self.alpha.softmax(dim=-1).gather(-1, drawn)
+        straight_through = (probability - probability.detach()) + 1.0
+        return torch.zeros_like(self.alpha).scatter(-1, drawn, straight_through)
 
     def _selection_mask(self, beta: torch.Tensor, decided: torch.Tensor, kept: torch.Tensor, batch_size: int) -> torch.Tensor:
         sampling = self.config.selection_sampling

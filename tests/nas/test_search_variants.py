@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from torchrec_automtl.nas.architecture import Architecture
 from torchrec_automtl.nas.discretization import apply_decisions, next_decisions, undecided_count
@@ -92,6 +93,57 @@ def test_gumbel_relaxation_samples_block_weights_in_training_only():
         net.block_decided[0, 0, 0], net.block_choice[0, 0, 0] = True, 2
     assert net.training_block_weights()[0, 0, 0].tolist() == [0.0, 0.0, 1.0, 0.0]  # decided blocks stay one-hot
     net.gumbel_temperature = None
+    torch.testing.assert_close(net.training_block_weights(), net.block_weights())
+
+
+def test_sampled_paths_draw_one_op_per_block_position_for_all_experts_with_the_drawn_ops_alpha_gradient():
+    net = small_supernet().train()  # 2 layers x 3 experts x 2 blocks x 4 ops
+    net.sample_paths = True
+    with torch.no_grad():
+        net.alpha.normal_(generator=torch.Generator().manual_seed(1))
+        net.block_decided[1, 2, 0], net.block_choice[1, 2, 0] = True, 3
+    torch.manual_seed(0)
+    weights = net.training_block_weights()
+    drawn = weights.argmax(-1)  # [L, n, K]
+    undecided = ~net.block_decided
+    assert set(weights.detach().unique().tolist()) == {0.0, 1.0} and torch.all(weights.sum(-1) == 1)
+    for layer in range(2):
+        for block in range(2):
+            ops = drawn[layer, :, block][undecided[layer, :, block]]
+            assert torch.all(ops == ops[0])  # one draw shared by the layer's experts
+    assert drawn[1, 2, 0] == 3  # a decided block runs its choice
+    # alpha's gradient is DARTS's gradient of the drawn op's term: d softmax(alpha)[drawn] / d alpha
+    signal = torch.randn(weights.shape, generator=torch.Generator().manual_seed(2))
+    (weights * signal).sum().backward()
+    alpha = net.alpha.detach().clone().requires_grad_(True)
+    picked = alpha.softmax(-1).gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+    (picked * signal.gather(-1, drawn.unsqueeze(-1)).squeeze(-1) * undecided).sum().backward()
+    torch.testing.assert_close(net.alpha.grad, alpha.grad)
+    assert net.alpha.grad[1, 2, 0].abs().sum() == 0
+    # uniform draws: every op of every block position runs, about equally often
+    with torch.no_grad():
+        counts = sum(F.one_hot(net.sampled_path_weights().argmax(-1)[:, 0], 4) for _ in range(400))
+    assert counts.min() > 70 and counts.max() < 130, counts
+
+
+def test_a_sampled_path_forward_runs_one_op_per_block_and_evaluation_mixes_them_all():
+    net = small_supernet()
+    calls = []
+    for layer in net.layers:
+        for block in layer.blocks:
+            for op in block.operations:
+                op.register_forward_hook(lambda module, args, out: calls.append(module))
+    embeddings, dense = _inputs()
+    net.train()
+    net.sample_paths = True
+    net(embeddings, dense).sum().backward()
+    assert len(calls) == 2 * 2  # layers x block positions, one op each
+    calls.clear()
+    net.eval()
+    net(embeddings, dense)
+    assert len(calls) == 2 * 2 * 4
+    net.train()
+    net.sample_paths = False
     torch.testing.assert_close(net.training_block_weights(), net.block_weights())
 
 
