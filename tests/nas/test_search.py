@@ -148,7 +148,7 @@ def _search_on_rank(rank: int, config: NasConfig, run_dir: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.parametrize("tiny", [TINY, TINY_V1], ids=["desan", "v1"])
+@pytest.mark.parametrize("tiny", [TINY, TINY + ["search.relaxation=sampled"], TINY_V1], ids=["desan", "desan-sampled", "v1"])
 def test_two_rank_search_takes_identical_decisions_and_fine_tunes_identical_weights(tiny_aliccp, tmp_path, tiny):
     config = _config([f"dataset.path={tiny_aliccp}", "trainer.sharding_type=table_wise"] + tiny)
     first, second = run_on_ranks(_search_on_rank, 2, tmp_path / "out", config, str(tmp_path / "run"))

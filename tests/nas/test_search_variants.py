@@ -1,5 +1,7 @@
 """Each search switch changes the built supernet or the schedule as its name says (paper 001's ablations and the official code's choices)."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +9,7 @@ import torch.nn.functional as F
 from torchrec_automtl.nas.architecture import Architecture
 from torchrec_automtl.nas.discretization import apply_decisions, next_decisions, undecided_count
 from torchrec_automtl.nas.operations import MLP
+from torchrec_automtl.nas.pd_darts import ArchitectureSearch
 from torchrec_automtl.nas.search_config import SearchConfig
 from torchrec_automtl.nas.selection import selection_mask
 from tests.nas.helpers import SCHEMA, small_supernet
@@ -145,6 +148,18 @@ def test_a_sampled_path_forward_runs_one_op_per_block_and_evaluation_mixes_them_
     net.train()
     net.sample_paths = False
     torch.testing.assert_close(net.training_block_weights(), net.block_weights())
+
+
+@pytest.mark.parametrize("relaxation", ["sampled", "softmax", "gumbel"])
+def test_each_search_epoch_sets_the_relaxation_its_config_names(relaxation):
+    search = ArchitectureSearch.__new__(ArchitectureSearch)  # the epoch hook alone, without a trainer
+    search.config = SimpleNamespace(search=SearchConfig(epochs=5, relaxation=relaxation))
+    search.supernet, search.architecture_optimizer = small_supernet(), SimpleNamespace(active=False)
+    for epoch, stage in enumerate(["warmup_weights", "warmup_joint", "discretize"]):
+        search._configure_epoch(epoch, stage)
+        assert search.supernet.sample_paths is (relaxation == "sampled")
+        assert (search.supernet.gumbel_temperature is not None) is (relaxation == "gumbel")
+        assert search.architecture_optimizer.active is (stage != "warmup_weights")
 
 
 def test_final_discretization_leaves_its_kinds_to_the_end():
