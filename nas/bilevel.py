@@ -85,7 +85,8 @@ class BiLevelPipeline(StepPipeline):
         self.architecture_steps = steps
 
     def progress(self, batches: Iterator[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        output = super().progress(batches)
+        with without_gradient(self.architecture_parameters):  # the weight step never uses alpha's or beta's gradient
+            output = super().progress(batches)
         if self.architecture_optimizer.active:
             self.architecture_step()
         return output
@@ -107,6 +108,18 @@ class BiLevelPipeline(StepPipeline):
                 gradient /= world_size
             parameter.grad = gradient
         self.architecture_optimizer.step()
+
+
+@contextlib.contextmanager
+def without_gradient(parameters: list[nn.Parameter]) -> Iterator[None]:
+    """``parameters`` take no gradient within the block (a backward pass neither computes nor stores one)."""
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(True)
 
 
 @contextlib.contextmanager

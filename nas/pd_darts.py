@@ -9,6 +9,7 @@ the discretized supernet (``supernet/``), from which fine-tuning inherits its we
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -43,6 +44,11 @@ class ArchitectureSearch(SupernetSearch):
     """
 
     config: NasConfig
+
+    def __init__(self, config: NasConfig, run_dir: str | Path) -> None:
+        batch_size = config.search.batch_size
+        options = dataclasses.replace(config.trainer, batch_size=batch_size) if batch_size else None
+        super().__init__(config, run_dir, options)  # fine-tuning keeps config.trainer
 
     def build_supernet(self, schema: Schema) -> DesanSupernet:
         return DesanSupernet(self.config.search_space, schema.sparse_names, schema.dense_names, schema.task_names)

@@ -37,6 +37,10 @@ class SearchConfig:
     embedding tables frozen; see ``nas/bilevel.py``). ``architecture_batch_size`` sets those batches'
     rows per rank (0: ``trainer.batch_size``); alpha and beta are few, so a smaller batch than the
     weights' steps costs little precision and saves most of an architecture step's time.
+    ``batch_size``: rows per rank of the search's weight steps (0: ``trainer.batch_size``); the
+    architecture batches follow it unless ``architecture_batch_size`` is set. Fine-tuning keeps
+    ``trainer.batch_size``. A smaller search batch makes every search step cheaper and lets the
+    search see fewer rows, so the tables it trains are not already past their best.
     ``relaxation``: ``softmax`` (DARTS), ``gumbel`` (SNAS: Gumbel-softmax samples of alpha in
     training, temperature annealed linearly from ``gumbel_temperature`` to ``gumbel_final_temperature``)
     or ``sampled`` (each training step runs one uniformly drawn op per block position, shared by the
@@ -61,7 +65,8 @@ class SearchConfig:
     arch_weight_decay: float = 0.0
     optimization: str = "bi_level"
     architecture_fraction: float = 0.1
-    architecture_batch_size: int = 0  # rows per rank of an architecture batch; 0: trainer.batch_size
+    architecture_batch_size: int = 0  # rows per rank of an architecture batch; 0: the search's batch size
+    batch_size: int = 0  # rows per rank of the search's weight steps; 0: trainer.batch_size
     relaxation: str = "softmax"
     gumbel_temperature: float = 1.0
     gumbel_final_temperature: float = 0.1
@@ -71,7 +76,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"search.epochs must be >= 1, got {self.epochs}")
-        for key in ("warmup_weights_epochs", "warmup_joint_epochs", "decisions_per_epoch", "architecture_batch_size"):
+        for key in ("warmup_weights_epochs", "warmup_joint_epochs", "decisions_per_epoch", "architecture_batch_size", "batch_size"):
             if getattr(self, key) < 0:
                 raise ValueError(f"search.{key} must be >= 0, got {getattr(self, key)}")
         for key, allowed in (("block_discretization", DISCRETIZATIONS), ("selection_discretization", DISCRETIZATIONS),

@@ -52,9 +52,13 @@ def _steps(rank: int, overrides: list[str], run_dir: str) -> dict:
         # A weight step alone (the architecture optimizer paused) moves the weights and never alpha.
         search.architecture_optimizer.active = False
         architecture, weights = _parameters(supernet.architecture_parameters()), _parameters(others)
+        gradients = _parameters(p.grad for p in supernet.architecture_parameters())
         search.trainer.pipeline.progress(iter(search.trainer.readers["train"].epoch(0)))
         result.update(tables_trained=any(not torch.equal(after_architecture[k], v) for k, v in _tables(search).items()),
                       weight_step_kept_architecture=_equal(architecture, supernet.architecture_parameters()),
+                      # the weight step neither computes nor adds a gradient of alpha/beta, and leaves them trainable
+                      weight_step_kept_gradients=_equal(gradients, (p.grad for p in supernet.architecture_parameters())),
+                      architecture_trainable=all(p.requires_grad for p in supernet.architecture_parameters()),
                       weight_step_moved=[not torch.equal(a, b) for a, b in zip(weights, others)],
                       architecture=_parameters(supernet.architecture_parameters()))
         return result
@@ -71,6 +75,7 @@ def test_architecture_steps_leave_the_tables_and_weights_alone_and_keep_two_rank
         assert result["tables_kept"] and result["weights_kept"] and result["architecture_moved"]
         assert result["tables_trained"]  # a weight step on a training batch does update them
         assert result["weight_step_kept_architecture"] and all(result["weight_step_moved"])
+        assert result["weight_step_kept_gradients"] and result["architecture_trainable"]
     # Each rank steps alpha on its own architecture batch, with the gradients averaged: in step.
     for first, second in zip(results[0]["architecture"], results[1]["architecture"]):
         torch.testing.assert_close(first, second, rtol=0, atol=0)
