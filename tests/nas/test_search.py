@@ -55,6 +55,13 @@ def run_cli_twice(data: Path, tmp_path: Path, overrides: list[str]) -> subproces
     return runs[0]
 
 
+def test_search_batch_size_sets_the_searchs_own_batch_and_fine_tuning_keeps_the_trainers(tmp_path):
+    config = _config(["dataset.path=unused", "trainer.batch_size=256", "search.batch_size=64"])
+    assert ArchitectureSearch(config, tmp_path).trainer.options.batch_size == 64
+    assert search_and_finetune.finetune_config(config, tmp_path, False).trainer.batch_size == 256
+    assert ArchitectureSearch(_config(["dataset.path=unused", "trainer.batch_size=256"]), tmp_path).trainer.options.batch_size == 256
+
+
 @pytest.mark.slow
 def test_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_architecture(tiny_aliccp, tmp_path):
     first = run_cli_twice(tiny_aliccp, tmp_path, ["search.finetune=inherit"] + TINY)
