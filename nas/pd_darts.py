@@ -126,6 +126,8 @@ class ArchitectureSearch(SupernetSearch):
         self.supernet.auxiliary_skip, self.supernet.gumbel_temperature, self.supernet.sample_paths = 0.0, None, False
         if not is_discretized(self.supernet):  # items with `final` discretization: thresholded once, now
             self._final_record(epoch, self._decide(undecided_count(self.supernet), KINDS))
+        elif "valid" not in self.records[-1]:  # every item decided during the search, the last epoch not scored
+            self._final_record(epoch, [])
         self.search_seconds = time.perf_counter() - trainer.started  # a resumed search counts its earlier epochs too
         architecture = Architecture.from_supernet(self.supernet, trainer.schema)
         if trainer.ctx.is_main:

@@ -46,9 +46,10 @@ def plot_decision_timeline(records: Sequence[dict], path: Path) -> None:
 
 
 def plot_auc_curves(search_records: Sequence[dict], finetune_epochs: Sequence[dict], tasks: Sequence[str], path: Path) -> None:
-    """Validation AUC (MSE for regression) per task over the search epochs, then the fine-tuning epochs."""
+    """Validation AUC (MSE for regression) per task over the scored search epochs, then the fine-tuning epochs."""
     figure, axis = plt.subplots(figsize=(8, 4))
-    history = list(search_records) + list(finetune_epochs)
+    search_records = [r for r in search_records if "valid" in r]  # without search.validate_epochs: the end only
+    history = search_records + list(finetune_epochs)
     x = np.arange(len(history))
     for task in tasks:
         metric = "auc" if "auc" in history[0]["valid"][task] else "mse"

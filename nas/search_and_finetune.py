@@ -3,7 +3,7 @@
 ``run_dir`` receives::
 
     config.yaml          the resolved NasConfig
-    search_log.jsonl     per search epoch: decisions, alpha/beta snapshots, train loss, valid metrics
+    search_log.jsonl     per search epoch: decisions, alpha/beta snapshots, train loss (valid metrics with search.validate_epochs; the final record always)
     architecture.json    the searched architecture (nas/architecture.py; nas/v1/architecture.py for method=v1)
     supernet/            DCP checkpoint of the discretized supernet
     finetune/            the fine-tuning Trainer's run dir (metrics.json, checkpoint/, config.yaml)

@@ -50,6 +50,10 @@ class SearchConfig:
     ``auxiliary_skip``: DARTS-'s remedy for the collapse onto skip/cheap ops: an extra skip
     ``w * x`` around every block whose weight decays linearly from this value to 0 over the search
     epochs (0 disables it), so a deep op does not lose to skip merely for being harder to train.
+    ``validate_epochs``: score the supernet on the validation split after every search epoch (the
+    search curve of ``auc_curves.png``). Nothing in the search is decided by these scores, so it is off
+    by default (on `make search`'s budget it cost 12 of the search's 100 s); the discretized supernet
+    is always scored once, at the end.
     ``finetune``: ``inherit`` fine-tunes the derived model from the supernet's weights and tables
     (the paper's way); ``retrain`` trains it from fresh weights. Either way the trainer config
     (``trainer.epochs``, early stopping) is the same as every baseline's.
@@ -72,6 +76,7 @@ class SearchConfig:
     gumbel_final_temperature: float = 0.1
     auxiliary_skip: float = 1.0
     finetune: str = "retrain"
+    validate_epochs: bool = False  # score the supernet on the validation split after every epoch; the end is always scored
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

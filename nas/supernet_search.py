@@ -46,6 +46,7 @@ class SupernetSearch(TrainerHooks):
                                "search", self,
                                # The supernet's graph changes step to step (discretized blocks): no static DDP graph.
                                static_graph=False, early_stopping=False, write_metrics=False, label="search ",
+                               validate_epochs=config.search.validate_epochs,
                                schedule_epochs=config.search.epochs, keep_state=True, resume=config.resume)
         self.records: list[dict] = []
         self.log_path = self.run_dir / "search_log.jsonl"

@@ -218,12 +218,15 @@ class Trainer:
 
     def __init__(self, dataset_path: str, options: TrainerConfig, seed: int, run_dir: str | Path,
                  build_module: Callable[[Schema], MultiTaskTrain], name: str, hooks: TrainerHooks | None = None, *,
-                 static_graph: bool = True, early_stopping: bool = True, write_metrics: bool = True,
+                 static_graph: bool = True, early_stopping: bool = True, write_metrics: bool = True, validate_epochs: bool = True,
                  record_config: object | None = None, keep_state: bool = False, resume: bool = False, label: str = "",
                  schedule_epochs: int | None = None) -> None:
         self.dataset_path, self.options, self.seed, self.run_dir = dataset_path, options, seed, Path(run_dir)
         self.build_module, self.name, self.hooks = build_module, name, hooks or TrainerHooks()
         self.static_graph, self.early_stopping, self.write_metrics = static_graph, early_stopping, write_metrics
+        if early_stopping and not validate_epochs:
+            raise ValueError("early stopping needs the validation score of every epoch (validate_epochs=True)")
+        self.validate_epochs = validate_epochs  # False: epochs end without a validation pass (a search's, say)
         self.record_config = record_config
         self.keep_state, self.resume = keep_state or resume, resume
         self.label = label  # printed before "epoch N" (e.g. "search ")
@@ -357,9 +360,11 @@ class Trainer:
         return stopping
 
     def _end_epoch(self, record: dict, stopping: EarlyStopping) -> None:
-        """Validate, checkpoint when best, log and write the metrics so far."""
-        record["valid"] = self.evaluate("valid")
-        improved = stopping.update(record["epoch"], record["valid"])
+        """Validate (``validate_epochs``), checkpoint when best, log and write the metrics so far."""
+        improved = False
+        if self.validate_epochs:
+            record["valid"] = self.evaluate("valid")
+            improved = stopping.update(record["epoch"], record["valid"])
         if improved and self.early_stopping:
             save_checkpoint(self.model, self.run_dir / "checkpoint", {"epoch": record["epoch"], self.monitor: stopping.best_value})
         self.history.append(record)
@@ -404,11 +409,11 @@ class Trainer:
     def _log_epoch(self, record: dict, improved: bool) -> None:
         if not self.ctx.is_main:
             return
-        valid = record["valid"]
-        tasks = task_scores_text(valid, self.tasks)
         training = f"train_loss={record['train_loss']:.4f} {record['samples_per_s']:.0f} samples/s" if record["trained"] else "start"
-        print(f"{self.label}epoch {record['epoch']}: {training} | valid {tasks} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
-              f"{' (best)' if improved else ''}", flush=True)
+        valid = record.get("valid")
+        scores = (f" | valid {task_scores_text(valid, self.tasks)} {self.monitor}={monitored_value(valid, self.monitor):.4f}"
+                  if valid is not None else "")
+        print(f"{self.label}epoch {record['epoch']}: {training}{scores}{' (best)' if improved else ''}", flush=True)
 
     def _write_metrics(self, stopping: EarlyStopping, test: dict | None = None) -> RunResult:
         best = self.history[stopping.best_epoch]

@@ -103,6 +103,7 @@ class V1SearchConfig:
     auxiliary_skip: float = 1.0
     architecture_fraction: float = 0.1
     architecture_batch_size: int = 0  # rows per rank of an architecture batch; 0: trainer.batch_size
+    validate_epochs: bool = False  # score the supernet on the validation split after every epoch (as DESAN's search)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

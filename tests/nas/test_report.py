@@ -38,3 +38,7 @@ def test_auc_curves_follow_search_then_fine_tuning(saved_figures, tmp_path):
     report.plot_auc_curves(search, finetune, ["click", "buy"], tmp_path / "auc.png")
     lines = {line.get_label(): list(line.get_ydata()) for line in saved_figures[0].axes[0].lines}
     assert lines["click valid auc"] == [0.6, 0.65, 0.7] and lines["buy valid mse"] == [2.0, 1.5, 1.2]
+    # a search without search.validate_epochs scored only its end
+    report.plot_auc_curves([{"epoch": 0}] + search[1:], finetune, ["click", "buy"], tmp_path / "auc.png")
+    lines = {line.get_label(): list(line.get_ydata()) for line in saved_figures[1].axes[0].lines}
+    assert lines["click valid auc"] == [0.65, 0.7]

@@ -75,7 +75,9 @@ def test_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_archi
     assert log[-1]["undecided"] == 0 and all(r["decisions"] for r in log[2:])
     assert {d["kind"] for r in log[2:4] for d in r["decisions"]} == {"block"}
     assert {d["kind"].split()[0] for d in log[-1]["decisions"]} == {"feature", "connection"}
-    assert {"alpha", "feature_beta", "connection_beta", "train_loss", "valid"} <= set(log[0])
+    assert {"alpha", "feature_beta", "connection_beta", "train_loss"} <= set(log[0])
+    # Only the discretized supernet is scored (search.validate_epochs=false): the final record.
+    assert ["valid" in r for r in log] == [False] * 4 + [True]
     # Warm-up 1 trains only w (alpha and beta stay at their initial values); warm-up 2 moves them.
     initial_keep = round(float(torch.sigmoid(torch.tensor(6.0))), 5)
     assert {p for row in log[0]["feature_beta"].values() for p in row.values()} == {initial_keep}
@@ -140,6 +142,20 @@ def test_search_ranks_planted_drivers_above_noise_and_keeps_them_for_their_task(
     architecture = Architecture.from_dict(result["architecture"])
     for task, fields in drivers.items():
         assert set(fields) <= architecture.features_feeding(task), task
+
+
+def _searched_valid(rank: int, config: NasConfig, run_dir: str) -> dict:
+    return run_search(config, run_dir).result.search.valid
+
+
+@pytest.mark.slow
+def test_a_search_that_decides_every_item_on_the_way_still_scores_its_end(tiny_aliccp, tmp_path):
+    config = _config([f"dataset.path={tiny_aliccp}", "search.selection_discretization=progressive"] + TINY)
+    valid = run_on_ranks(_searched_valid, 1, tmp_path / "out", config, str(tmp_path / "run"))[0]
+    log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]
+    assert log[-1]["stage"] == "final" and log[-1]["decisions"] == [] and log[-2]["undecided"] == 0
+    assert ["valid" in r for r in log] == [False] * (len(log) - 1) + [True]  # only the discretized supernet is scored
+    assert valid == log[-1]["valid"]
 
 
 def _refuse_to_read(cls, path):

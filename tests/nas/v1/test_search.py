@@ -14,7 +14,7 @@ from tests.nas.test_search import REPO, TINY_V1, run_cli_twice
 
 @pytest.mark.slow
 def test_v1_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_architecture(tiny_aliccp, tmp_path):
-    first = run_cli_twice(tiny_aliccp, tmp_path, TINY_V1)
+    first = run_cli_twice(tiny_aliccp, tmp_path, TINY_V1 + ["search.validate_epochs=true"])
     run = tmp_path / "a"
     architecture = load_architecture(run / "architecture.json")
     assert isinstance(architecture, V1Architecture) and architecture.method == "v1"
@@ -24,6 +24,7 @@ def test_v1_search_cli_writes_a_complete_run_and_the_same_seed_gives_the_same_ar
 
     log = [json.loads(line) for line in (run / "search_log.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in log] == ["warmup_selection", "search", "search", "final"]
+    assert all("avg_auc" in r["valid"] for r in log)  # every epoch scored (search.validate_epochs=true)
     # The JSD weight and the DARTS- skip decay linearly from 1 to 0 over the 3 epochs.
     assert [r["jsd_weight"] for r in log[:3]] == [1.0, 0.5, 0.0] and [r["auxiliary_skip"] for r in log[:3]] == [1.0, 0.5, 0.0]
     # beta is frozen in the warm-up (uniform selection), then moves; alpha moves from the first epoch.
