@@ -112,14 +112,16 @@ class BiLevelPipeline(StepPipeline):
 
 @contextlib.contextmanager
 def without_gradient(parameters: list[nn.Parameter]) -> Iterator[None]:
-    """``parameters`` take no gradient within the block (a backward pass neither computes nor stores one)."""
+    """``parameters`` take no gradient within the block (a backward pass neither computes nor stores one);
+    each gets its own ``requires_grad`` back afterwards."""
+    trainable = [parameter.requires_grad for parameter in parameters]
     for parameter in parameters:
         parameter.requires_grad_(False)
     try:
         yield
     finally:
-        for parameter in parameters:
-            parameter.requires_grad_(True)
+        for parameter, flag in zip(parameters, trainable):
+            parameter.requires_grad_(flag)
 
 
 @contextlib.contextmanager
