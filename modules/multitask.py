@@ -15,6 +15,12 @@ from torchrec_automtl.modules.embeddings import build_embedding_bag_collection
 from torchrec_automtl.modules.registry import ModelConfig, model_entry
 
 
+# The loss a train module differentiates: ``sum`` is sum_t w_t L_t; ``balanced`` is sum_t w_t log(L_t), whose
+# gradient weighs each task's loss gradient by w_t / L_t, so every task's *relative* improvement counts alike
+# whatever its positive rate (a task at 6% positives has a BCE about a third of one at 43%).
+OBJECTIVES = ("sum", "balanced")
+
+
 class MultiTaskModel(nn.Module):
     """``Batch -> logits [B, num_tasks]``: pooled embeddings ``[B, S, E]`` and dense features feed the dense arch.
 
@@ -52,6 +58,7 @@ class MultiTaskTrain(nn.Module):
     ``forward(batch)`` returns ``(loss, (loss.detach(), logits.detach(), labels))``. The loss is the
     weighted mean of per-task losses (BCE with logits for binary tasks, MSE for regression), each
     averaged over the batch's real rows (``batch.mask``); equal weights by default, as in paper 001.
+    ``objective`` (``OBJECTIVES``) sets the differentiated loss; the reported one is always that mean.
     """
 
     def __init__(self, model: nn.Module, tasks: Sequence[TaskSpec], task_weights: Sequence[float] | None = None) -> None:
@@ -62,6 +69,7 @@ class MultiTaskTrain(nn.Module):
         self.model = model
         self.register_buffer("task_weights", weights / weights.sum(), persistent=False)
         self.register_buffer("is_binary", torch.tensor([t.type == "binary" for t in tasks]), persistent=False)
+        self.objective = "sum"  # the loss differentiated (see ``OBJECTIVES``); the reported loss is always the weighted mean
 
     def task_losses(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-task mean loss ``[num_tasks]`` over the rows where ``mask`` is True."""
@@ -73,8 +81,10 @@ class MultiTaskTrain(nn.Module):
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         logits = self.model(batch)
-        loss = (self.task_losses(logits, batch.labels, batch.mask) * self.task_weights).sum()
-        return loss, (loss.detach(), logits.detach(), batch.labels)
+        losses = self.task_losses(logits, batch.labels, batch.mask)
+        loss = (losses * self.task_weights).sum()
+        objective = loss if self.objective == "sum" else (torch.log(losses.clamp(min=1e-12)) * self.task_weights).sum()
+        return objective, (loss.detach(), logits.detach(), batch.labels)
 
 
 def build_multitask_model(config: ModelConfig, schema: Schema, device: torch.device | None = None,

@@ -64,14 +64,15 @@ class BiLevelPipeline(StepPipeline):
     optimizer is active) an alpha/beta step on the next architecture batch with the tables frozen.
 
     ``optimizer`` steps the weights (dense and fused embedding optimizers); ``architecture_optimizer``
-    only alpha and beta. The architecture step differentiates the loss with respect to alpha and beta
-    alone (first-order DARTS): no weight gradient is computed or synchronized, and the ranks average
-    the architecture gradients themselves, as DDP would.
+    only alpha and beta. The architecture step differentiates ``objective`` (``modules.multitask.OBJECTIVES``)
+    with respect to alpha and beta alone (first-order DARTS): no weight gradient is computed or
+    synchronized, and the ranks average the architecture gradients themselves, as DDP would.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, architecture_optimizer, multitask: MultiTaskModel,
-                 architecture_reader: BatchReader, device: torch.device) -> None:
+                 architecture_reader: BatchReader, device: torch.device, objective: str = "sum") -> None:
         super().__init__(model, optimizer, device)
+        self.objective = objective
         self.architecture_optimizer = architecture_optimizer
         self.multitask = multitask
         self.architecture_reader = architecture_reader
@@ -94,13 +95,16 @@ class BiLevelPipeline(StepPipeline):
     def architecture_step(self) -> None:
         batch = next(self.architecture_batches).to(self.device, non_blocking=True)
         self.architecture_steps += 1
+        train_module = self.model.module
         self.multitask.freeze_embeddings = True
+        train_module.objective = self.objective
         try:
             with without_gradient_sync(self.model):
                 loss, _ = self.model(batch)
                 gradients = torch.autograd.grad(loss, self.architecture_parameters, materialize_grads=True)
         finally:
             self.multitask.freeze_embeddings = False
+            train_module.objective = "sum"
         world_size = dist.get_world_size() if dist.is_initialized() else 1
         for parameter, gradient in zip(self.architecture_parameters, gradients):
             if world_size > 1:

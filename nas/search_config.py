@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+from torchrec_automtl.modules.multitask import OBJECTIVES
 from torchrec_automtl.nas.search_space import SearchSpaceConfig
 from torchrec_automtl.nas.v1.space import V1SearchConfig, V1SearchSpaceConfig
 from torchrec_automtl.pipelines.config import ConfigError, DatasetConfig, TrainerConfig, check_top_level, typed_group
@@ -78,6 +79,7 @@ class SearchConfig:
     auxiliary_skip: float = 1.0
     finetune: str = "retrain"
     validate_epochs: bool = False  # score the supernet on the validation split after every epoch; the end is always scored
+    architecture_objective: str = "sum"  # or balanced: sum_t w_t log L_t in the architecture steps (bi_level only)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -86,7 +88,8 @@ class SearchConfig:
             if getattr(self, key) < 0:
                 raise ValueError(f"search.{key} must be >= 0, got {getattr(self, key)}")
         for key, allowed in (("block_discretization", DISCRETIZATIONS), ("selection_discretization", DISCRETIZATIONS),
-                             ("optimization", OPTIMIZATIONS), ("relaxation", RELAXATIONS), ("finetune", FINETUNE_MODES)):
+                             ("optimization", OPTIMIZATIONS), ("relaxation", RELAXATIONS), ("finetune", FINETUNE_MODES),
+                             ("architecture_objective", OBJECTIVES)):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"search.{key} must be one of {allowed}, got '{getattr(self, key)}'")
         if not 0 < self.gumbel_final_temperature <= self.gumbel_temperature:
@@ -94,6 +97,9 @@ class SearchConfig:
                              f"got {self.gumbel_final_temperature}")
         if not 0 < self.architecture_fraction < 1:
             raise ValueError(f"search.architecture_fraction must be in (0, 1), got {self.architecture_fraction}")
+        if self.architecture_objective != "sum" and self.optimization != "bi_level":
+            raise ValueError(f"search.architecture_objective={self.architecture_objective} needs search.optimization=bi_level "
+                             f"(single-level steps alpha, beta and the weights on one loss); set it to sum")
         if self.auxiliary_skip < 0:
             raise ValueError(f"search.auxiliary_skip must be >= 0, got {self.auxiliary_skip}")
         if self.decisions_per_epoch == 0 and self.epochs <= self.warmup_weights_epochs + self.warmup_joint_epochs:

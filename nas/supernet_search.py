@@ -82,7 +82,7 @@ class SupernetSearch(TrainerHooks):
         trainer.readers["train"], architecture_reader = hold_out_architecture_rows(
             trainer.readers["train"], search.architecture_fraction, self.config.seed, architecture_batch)
         return BiLevelPipeline(trainer.model, optimizer, architecture_optimizer, trainer.model.module.model,
-                               architecture_reader, trainer.ctx.device)
+                               architecture_reader, trainer.ctx.device, search.architecture_objective)
 
     def start_log(self, trainer: Trainer) -> None:
         """A fresh search log (a resumed search rewrites it in ``restore``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from torchrec_automtl.modules.embeddings import MULTI_HOT_POOLINGS
+from torchrec_automtl.modules.multitask import OBJECTIVES
 from torchrec_automtl.nas.operations import build_operation
 from torchrec_automtl.nas.v1.interaction import build_interaction
 from torchrec_automtl.pipelines.optimizers import DENSE_OPTIMIZERS
@@ -104,6 +105,7 @@ class V1SearchConfig:
     architecture_fraction: float = 0.1
     architecture_batch_size: int = 0  # rows per rank of an architecture batch; 0: trainer.batch_size
     validate_epochs: bool = False  # score the supernet on the validation split after every epoch (as DESAN's search)
+    architecture_objective: str = "sum"  # the architecture steps' loss (modules.multitask.OBJECTIVES), as DESAN's search
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -120,6 +122,8 @@ class V1SearchConfig:
                 raise ValueError(f"search.{key} must be >= 0, got {getattr(self, key)}")
         if not 0 < self.architecture_fraction < 1:
             raise ValueError(f"search.architecture_fraction must be in (0, 1), got {self.architecture_fraction}")
+        if self.architecture_objective not in OBJECTIVES:
+            raise ValueError(f"search.architecture_objective must be one of {OBJECTIVES}, got '{self.architecture_objective}'")
 
     def decay(self, epoch: int) -> float:
         """The linear decay factor of epoch ``epoch``: 1 at the first epoch, 0 at the last."""

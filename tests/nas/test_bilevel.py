@@ -81,3 +81,35 @@ def test_architecture_steps_leave_the_tables_and_weights_alone_and_keep_two_rank
         torch.testing.assert_close(first, second, rtol=0, atol=0)
     assert results[0]["rows"] == 2400 - 600  # 3,000 rows: 2,400 train, a quarter held out
     assert [r["architecture_batch_rows"] for r in results] == [48, 48]  # per rank, not the training batch
+
+
+@pytest.mark.parametrize("objective", ["sum", "balanced"])
+def test_architecture_step_follows_the_architecture_objective(tiny_aliccp, tmp_path, objective):
+    """alpha/beta's gradient is sum_t w_t grad L_t (``sum``) or sum_t w_t grad L_t / L_t (``balanced``), on the held-out batch."""
+    overrides = [f"dataset.path={tiny_aliccp}", f"search.architecture_objective={objective}"] + TINY
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        config = parse_nas_config(compose(config_name="search", overrides=overrides))
+    search = ArchitectureSearch(config, tmp_path / "run")
+    try:
+        search.setup()
+        pipeline, train_module = search.trainer.pipeline, search.trainer.model.module
+        search.trainer.model.train()
+        search.architecture_optimizer.active = True
+        with torch.no_grad():  # a rare task's prior (logit -4): its loss is far below the other task's, as after training
+            search.supernet.towers.towers[1][-1].bias.fill_(-4.0)
+        batch = next(pipeline.architecture_batches)
+        pipeline.architecture_batches = iter([batch])
+        parameters = list(search.supernet.architecture_parameters())
+        train_module.model.freeze_embeddings = True
+        losses = train_module.task_losses(train_module.model(batch), batch.labels, batch.mask)
+        train_module.model.freeze_embeddings = False
+        per_task = [torch.autograd.grad(loss, parameters, retain_graph=True, materialize_grads=True) for loss in losses]
+        weights = train_module.task_weights / (losses.detach() if objective == "balanced" else 1.0)
+        assert losses[0] > 3 * losses[1]  # so the two objectives weigh the tasks differently
+        pipeline.architecture_step()
+        for index, parameter in enumerate(parameters):
+            expected = sum(w * gradients[index] for w, gradients in zip(weights, per_task))
+            torch.testing.assert_close(parameter.grad, expected, rtol=1e-4, atol=1e-7)
+        assert train_module.objective == "sum"  # weight steps train on the plain weighted loss again
+    finally:
+        destroy_distributed()

@@ -184,7 +184,13 @@ def test_mlp_batchnorm_normalizes_each_experts_hidden_units_separately():
 
 
 @pytest.mark.parametrize("key, value", [("block_discretization", "sometimes"), ("relaxation", "gumble"), ("finetune", "both"),
-                                        ("auxiliary_skip", -0.1), ("gumbel_final_temperature", 2.0)])
+                                        ("auxiliary_skip", -0.1), ("gumbel_final_temperature", 2.0),
+                                        ("architecture_objective", "geometric")])
 def test_bad_search_switches_are_named(key, value):
     with pytest.raises(ValueError, match=f"search.{key}"):
         SearchConfig(**{key: value})
+
+
+def test_a_balanced_architecture_objective_needs_separate_architecture_steps():
+    with pytest.raises(ValueError, match="search.architecture_objective=balanced needs search.optimization=bi_level"):
+        SearchConfig(optimization="single_level", architecture_objective="balanced")
