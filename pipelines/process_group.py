@@ -50,12 +50,13 @@ def init_distributed(device: str = "auto") -> DistributedContext:
         torch_device = torch.device("cpu")
     backend = "nccl" if use_cuda else "gloo"
     if not dist.is_initialized():
+        init_method = None  # env://: MASTER_ADDR / MASTER_PORT from the launcher
         if "MASTER_ADDR" not in os.environ:
             if world_size != 1:
                 raise RuntimeError("WORLD_SIZE > 1 but MASTER_ADDR is not set; launch with torchrun or TorchX")
-            os.environ["MASTER_ADDR"] = "127.0.0.1"
-            os.environ["MASTER_PORT"] = str(_free_port())
-        dist.init_process_group(backend, rank=rank, world_size=world_size)
+            # Not through os.environ: a process this one starts later must not inherit (and collide on) the port.
+            init_method = f"tcp://127.0.0.1:{_free_port()}"
+        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
     return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, torch_device, dist.get_backend())
 
 
