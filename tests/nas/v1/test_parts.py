@@ -232,3 +232,8 @@ def test_the_search_steps_its_weights_with_its_own_optimizer_and_fine_tuning_kee
     assert (trainer.dense_optimizer, trainer.dense_lr, trainer.lr_schedule) == ("adam", 0.003, "constant")
     with pytest.raises(ValueError, match="search.weight_optimizer must be one of"):
         V1SearchConfig(weight_optimizer="rmsprop")
+
+
+def test_an_unknown_architecture_objective_is_named():
+    with pytest.raises(ValueError, match="search.architecture_objective must be one of"):
+        V1SearchConfig(architecture_objective="geometric")
