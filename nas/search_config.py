@@ -56,6 +56,10 @@ class SearchConfig:
     search curve of ``auc_curves.png``). Nothing in the search is decided by these scores, so it is off
     by default (on `make search`'s budget it cost 7.5 of the search's 114 s); the discretized supernet
     is always scored once, at the end.
+    ``architecture_objective``: what a bi-level architecture step minimizes, ``sum`` (the training
+    loss) or ``balanced`` (sum_t w_t log L_t: each task weighed by 1 / L_t, so a rare task's evidence
+    counts as much as a common one's in the shared choices); measured as neutral on `make compare`'s
+    data and the held-out proxy (docs/results.md), so the default stays ``sum``.
     ``finetune``: ``inherit`` fine-tunes the derived model from the supernet's weights and tables
     (the paper's way); ``retrain`` trains it from fresh weights. Either way the trainer config
     (``trainer.epochs``, early stopping) is the same as every baseline's.
