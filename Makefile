@@ -1,4 +1,4 @@
-# torchrec-automtl: the two commands a newcomer runs are `make train` and `make test`.
+# torchrec-automtl: the two commands a newcomer runs are `make search` and `make test`.
 # Each creates or refreshes .venv first; a second run reinstalls nothing (stamp keyed on
 # pyproject.toml, the lock file and the stack). STACK=cuda installs the CUDA torch/fbgemm-gpu pair.
 
