@@ -53,6 +53,7 @@ class TrainerConfig:
     monitor: str = "auto"  # auto: avg_auc, or avg_mse when every task is a regression
     shuffle_buffer: int = 65536  # rows; 0 reads training data in file order
     max_steps_per_epoch: int = 0  # 0: the whole training split every epoch
+    precise_batchnorm_batches: int = 8  # BatchNorm statistics re-estimated on N training batches before each validation (0: running averages)
     state_every_steps: int = 0  # also save the resumable state every N training steps (0: at epoch ends only)
     sharding_type: str = "auto"  # auto lets the TorchRec planner choose per table
     device: str = "auto"  # auto: cuda when available, else cpu
@@ -76,8 +77,10 @@ class TrainerConfig:
             raise ValueError(f"trainer.sharding_type must be one of {SHARDING_TYPES}, got '{self.sharding_type}'")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"trainer.device must be auto, cpu or cuda, got '{self.device}'")
-        if self.patience < 1 or self.shuffle_buffer < 0 or self.max_steps_per_epoch < 0 or self.state_every_steps < 0:
-            raise ValueError("trainer.patience must be >= 1; shuffle_buffer, max_steps_per_epoch and state_every_steps >= 0")
+        if (self.patience < 1 or self.shuffle_buffer < 0 or self.max_steps_per_epoch < 0 or self.state_every_steps < 0
+                or self.precise_batchnorm_batches < 0):
+            raise ValueError("trainer.patience must be >= 1; shuffle_buffer, max_steps_per_epoch, state_every_steps and "
+                             "precise_batchnorm_batches >= 0")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from torchrec_automtl.pipelines.config import ConfigError, TrainConfig, TrainerC
 from torchrec_automtl.pipelines.early_stopping import EarlyStopping, monitored_value, resolve_monitor
 from torchrec_automtl.pipelines.evaluation import evaluate
 from torchrec_automtl.pipelines.optimizers import LearningRateSchedule, dense_optimizer
+from torchrec_automtl.pipelines.precise_batchnorm import recompute_batchnorm_statistics
 from torchrec_automtl.pipelines.process_group import DistributedContext, destroy_distributed, init_distributed
 from torchrec_automtl.pipelines.result import RESULT_FILE, RunResult
 from torchrec_automtl.pipelines.sharding import average_batchnorm_statistics, dense_parameters, shard_model
@@ -353,6 +354,9 @@ class Trainer:
             batches = itertools.islice(train_reader.epoch(epoch), start.steps if start else 0, steps)
             record.update(train_epoch(self.pipeline, batches, steps, options.batch_size * self.ctx.world_size, self.ctx,
                                       f"{self.label}epoch {epoch}", options.progress, self._after_step(record, stopping, steps), start))
+            if self.validate_epochs and options.precise_batchnorm_batches:
+                batches = itertools.islice(train_reader.epoch(epoch), options.precise_batchnorm_batches)
+                recompute_batchnorm_statistics(self.model, batches, self.ctx.device)
             average_batchnorm_statistics(self.model)
             self._end_epoch(record, stopping)
             if (self.early_stopping and stopping.should_stop) or self.hooks.finished(self, epoch):
