@@ -338,6 +338,7 @@ class Trainer:
                 return stopping
             first = self.resumed["epoch"] + 1
         elif evaluate_start:
+            self._settle_batchnorm(0)
             self._end_epoch({"epoch": 0, "trained": False}, stopping)
         begun = self.resumed.get("partial") if self.resumed is not None else None
         for epoch in range(first, end):
@@ -354,14 +355,19 @@ class Trainer:
             batches = itertools.islice(train_reader.epoch(epoch), start.steps if start else 0, steps)
             record.update(train_epoch(self.pipeline, batches, steps, options.batch_size * self.ctx.world_size, self.ctx,
                                       f"{self.label}epoch {epoch}", options.progress, self._after_step(record, stopping, steps), start))
-            if self.validate_epochs and options.precise_batchnorm_batches:
-                batches = itertools.islice(train_reader.epoch(epoch), options.precise_batchnorm_batches)
-                recompute_batchnorm_statistics(self.model, batches, self.ctx.device)
-            average_batchnorm_statistics(self.model)
+            self._settle_batchnorm(epoch)
             self._end_epoch(record, stopping)
             if (self.early_stopping and stopping.should_stop) or self.hooks.finished(self, epoch):
                 break
         return stopping
+
+    def _settle_batchnorm(self, epoch: int) -> None:
+        """Before an epoch's validation: BatchNorm statistics re-estimated on the epoch's first
+        ``precise_batchnorm_batches`` training batches (when validated), then averaged over the ranks."""
+        batches = self.options.precise_batchnorm_batches
+        if self.validate_epochs and batches:
+            recompute_batchnorm_statistics(self.model, itertools.islice(self.readers["train"].epoch(epoch), batches), self.ctx.device)
+        average_batchnorm_statistics(self.model)
 
     def _end_epoch(self, record: dict, stopping: EarlyStopping) -> None:
         """Validate (``validate_epochs``), checkpoint when best, log and write the metrics so far."""

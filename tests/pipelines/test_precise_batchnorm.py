@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from torchrec_automtl.datasets.schema import Schema
@@ -12,7 +13,6 @@ from torchrec_automtl.pipelines.config import ConfigError, DatasetConfig, TrainC
 from torchrec_automtl.pipelines.precise_batchnorm import batchnorm_layers, recompute_batchnorm_statistics
 from torchrec_automtl.pipelines.trainer import Trainer
 from tests.distributed.spawn import run_on_ranks
-from omegaconf import OmegaConf
 
 
 def _batches(count: int, seed: int = 0) -> list[torch.Tensor]:
@@ -63,9 +63,10 @@ class _NormalizedHead(nn.Module):
         return self.net(torch.cat([embeddings.flatten(1), dense], dim=1))
 
 
-def _fit_and_recompute(rank: int, dataset: str, run_dir: str, batches: int) -> dict:
-    """Train 2 epochs; return the BatchNorm statistics after fit, and those re-estimated afterwards
-    from the last epoch's first ``max(batches, 3)`` training batches."""
+def _fit_and_recompute(rank: int, dataset: str, run_dir: str, batches: int, evaluate_start: bool = False, epochs: int = 2) -> dict:
+    """Fit (``epochs`` training epochs, after scoring the starting weights with ``evaluate_start``);
+    return the BatchNorm statistics after fit, and those re-estimated afterwards from the last scored
+    epoch's first ``max(batches, 3)`` training batches."""
     options = TrainerConfig(epochs=2, batch_size=64, eval_batch_size=256, max_steps_per_epoch=6, progress=False, dense_lr=0.05,
                             precise_batchnorm_batches=batches)
     config = TrainConfig(dataset=DatasetConfig(name="tiny", path=dataset), trainer=options, run_dir=run_dir,
@@ -73,7 +74,7 @@ def _fit_and_recompute(rank: int, dataset: str, run_dir: str, batches: int) -> d
     trainer = Trainer.for_model(config, run_dir, build_dense_arch=lambda schema: _NormalizedHead(schema, 4))
     try:
         trainer.setup()
-        trainer.fit()
+        trainer.fit(evaluate_start=evaluate_start, epochs=epochs)
         [norm] = batchnorm_layers(trainer.model)
         after_fit = (norm.running_mean.clone(), norm.running_var.clone())
         last_epoch = trainer.history[-1]["epoch"]
@@ -92,3 +93,11 @@ def test_the_trainer_validates_with_statistics_of_its_final_weights(tiny_aliccp,
     # Without the option the statistics are the running averages, which the same re-estimate moves.
     [running] = run_on_ranks(_fit_and_recompute, 1, tmp_path / "running", str(tiny_aliccp), str(tmp_path / "run-running"), 0)
     assert not torch.allclose(running["after_fit"][1], running["recomputed"][1], rtol=1e-3)
+
+
+@pytest.mark.distributed
+def test_starting_weights_scored_first_get_precise_statistics_too(tiny_aliccp, tmp_path):
+    """A warm-started fine-tuning scores its inherited weights as epoch 0, before any training step."""
+    [start] = run_on_ranks(_fit_and_recompute, 1, tmp_path / "start", str(tiny_aliccp), str(tmp_path / "run"), 3, True, 0)
+    for got, expected in zip(start["after_fit"], start["recomputed"]):
+        torch.testing.assert_close(got, expected)
