@@ -9,32 +9,31 @@ training batches, scores the model that training produced. Models without BatchN
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterable
 
 import torch
 from torch import nn
 
 from torchrec_automtl.datasets.batch import Batch
-
-
-def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """Every BatchNorm layer of ``model`` that keeps running statistics."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+from torchrec_automtl.pipelines.sharding import batchnorm_layers
 
 
 @torch.no_grad()
 def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable[Batch], device: torch.device) -> int:
     """Replace every BatchNorm's running mean and variance by their average over ``batches`` (forward
-    passes in training mode, weights unchanged); returns the number of batches used (0 without BatchNorm).
+    passes in training mode, weights unchanged); returns the number of batches used (0 without
+    BatchNorm, or without batches: the statistics then stay as they were).
 
     ``model`` is called as ``model(batch)``; under DistributedModelParallel every rank must pass the
     same number of batches.
     """
-    layers = batchnorm_layers(model)
-    if not layers:
+    layers = list(batchnorm_layers(model).values())
+    remaining = iter(batches)
+    first = next(remaining, None)
+    if not layers or first is None:
         return 0
     momenta = [layer.momentum for layer in layers]
-    saved = [(layer.running_mean.clone(), layer.running_var.clone(), layer.num_batches_tracked.clone()) for layer in layers]
     for layer in layers:
         layer.reset_running_stats()
         layer.momentum = None  # cumulative average over the batches below
@@ -42,14 +41,11 @@ def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable[Batch], d
     model.train()
     used = 0
     try:
-        for batch in batches:
+        for batch in itertools.chain([first], remaining):
             model(batch.to(device, non_blocking=True))
             used += 1
     finally:
-        for layer, momentum, statistics in zip(layers, momenta, saved):
+        for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
-            if used == 0:  # no batch came: keep the running statistics as they were
-                for buffer, value in zip((layer.running_mean, layer.running_var, layer.num_batches_tracked), statistics):
-                    buffer.copy_(value)
         model.train(was_training)
     return used

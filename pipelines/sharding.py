@@ -90,10 +90,15 @@ def dense_parameters(model: DistributedModelParallel) -> dict[str, nn.Parameter]
     return dict(in_backward_optimizer_filter(model.named_parameters()))
 
 
+def batchnorm_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._NormBase]:
+    """Every BatchNorm-like layer of ``model`` that keeps running statistics, by module name."""
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats}
+
+
 def batchnorm_statistics(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every BatchNorm's running mean and variance by name: the buffers in which ranks differ within an epoch."""
-    return {f"{name}.{kind}": getattr(module, kind) for name, module in model.named_modules()
-            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats
+    return {f"{name}.{kind}": getattr(module, kind) for name, module in batchnorm_layers(model).items()
             for kind in ("running_mean", "running_var")}
 
 

@@ -10,7 +10,8 @@ from torch import nn
 from torchrec_automtl.datasets.schema import Schema
 from torchrec_automtl.modules.mmoe import MMoEConfig
 from torchrec_automtl.pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, typed_group
-from torchrec_automtl.pipelines.precise_batchnorm import batchnorm_layers, recompute_batchnorm_statistics
+from torchrec_automtl.pipelines.precise_batchnorm import recompute_batchnorm_statistics
+from torchrec_automtl.pipelines.sharding import batchnorm_layers
 from torchrec_automtl.pipelines.trainer import Trainer
 from tests.distributed.spawn import run_on_ranks
 
@@ -75,7 +76,7 @@ def _fit_and_recompute(rank: int, dataset: str, run_dir: str, batches: int, eval
     try:
         trainer.setup()
         trainer.fit(evaluate_start=evaluate_start, epochs=epochs)
-        [norm] = batchnorm_layers(trainer.model)
+        [norm] = batchnorm_layers(trainer.model).values()
         after_fit = (norm.running_mean.clone(), norm.running_var.clone())
         last_epoch = trainer.history[-1]["epoch"]
         again = itertools.islice(trainer.readers["train"].epoch(last_epoch), max(batches, 3))
