@@ -2,6 +2,8 @@
 
 Every op maps ``[num_experts, B, width] -> [num_experts, B, width]`` with separate weights per
 expert, so one layer's experts run as a few batched matmuls instead of a Python loop per expert.
+``forward(x, experts)`` runs the op for the listed experts only (``x`` ``[len(experts), B, width]``):
+once a block is decided its expert no longer pays for the ops it did not choose.
 Names follow paper 001: ``skip``, ``linear``, ``mlp-N`` (Linear width->N, ReLU, Linear N->width),
 plus ``conv1d`` for the paper's "+Conv1D" variant. With ``mlp_batchnorm`` the MLP op is the official
 implementation's Linear -> BatchNorm -> ReLU -> Linear. Paper 000's expert ops add ``conv1d-K``
@@ -15,6 +17,7 @@ import re
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -27,8 +30,11 @@ class BatchedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_experts, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(num_experts, 1, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, experts: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``[n, B, in]``, or ``[len(experts), B, in]`` for the experts indexed by ``experts``."""
+        if experts is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[experts], x, self.weight[experts])
 
     def forward_masked(self, shared: torch.Tensor, mask: torch.Tensor, tail: torch.Tensor | None = None) -> torch.Tensor:
         """Every expert's map of its own masked copy of one input: ``[n, B, out]``.
@@ -64,7 +70,7 @@ class Skip(nn.Module):
     def __init__(self, num_experts: int, width: int) -> None:
         super().__init__()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, experts: torch.Tensor | None = None) -> torch.Tensor:
         return x
 
     def expert(self, index: int) -> nn.Module:
@@ -78,8 +84,8 @@ class Linear(nn.Module):
         super().__init__()
         self.linear = BatchedLinear(num_experts, width, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
+    def forward(self, x: torch.Tensor, experts: torch.Tensor | None = None) -> torch.Tensor:
+        return self.linear(x, experts)
 
     def expert(self, index: int) -> nn.Module:
         return self.linear.expert(index)
@@ -93,10 +99,31 @@ class BatchedBatchNorm(nn.Module):
         self.features = features
         self.norm = nn.BatchNorm1d(num_experts * features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, experts: torch.Tensor | None = None) -> torch.Tensor:
         n, batch, features = x.shape
-        normed = self.norm(x.transpose(0, 1).reshape(batch, n * features))
+        flat = x.transpose(0, 1).reshape(batch, n * features)
+        normed = self.norm(flat) if experts is None else self._normalize_channels(flat, self._channels(experts))
         return normed.reshape(batch, n, features).transpose(0, 1)
+
+    def _channels(self, experts: torch.Tensor) -> torch.Tensor:
+        """The BatchNorm channels of ``experts``, expert by expert."""
+        offsets = torch.arange(self.features, device=experts.device)
+        return (experts[:, None] * self.features + offsets).flatten()
+
+    def _normalize_channels(self, flat: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """``nn.BatchNorm1d``'s forward restricted to ``channels``: the others' statistics stay as they are."""
+        norm = self.norm
+        if not norm.training:
+            return F.batch_norm(flat, norm.running_mean[channels], norm.running_var[channels],
+                                norm.weight[channels], norm.bias[channels], False, 0.0, norm.eps)
+        norm.num_batches_tracked.add_(1)
+        momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        mean, var = norm.running_mean[channels], norm.running_var[channels]  # copies, updated by batch_norm
+        normed = F.batch_norm(flat, mean, var, norm.weight[channels], norm.bias[channels], True, momentum, norm.eps)
+        with torch.no_grad():
+            norm.running_mean[channels] = mean
+            norm.running_var[channels] = var
+        return normed
 
     def expert(self, index: int) -> nn.BatchNorm1d:
         """Expert ``index``'s slice as a plain ``nn.BatchNorm1d`` (weights and running statistics copied)."""
@@ -118,11 +145,11 @@ class MLP(nn.Module):
         self.norm = BatchedBatchNorm(num_experts, hidden) if batchnorm else None
         self.down = BatchedLinear(num_experts, hidden, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.up(x)
+    def forward(self, x: torch.Tensor, experts: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.up(x, experts)
         if self.norm is not None:
-            hidden = self.norm(hidden)
-        return self.down(torch.relu(hidden))
+            hidden = self.norm(hidden, experts)
+        return self.down(torch.relu(hidden), experts)
 
     def expert(self, index: int) -> nn.Module:
         norm = [self.norm.expert(index)] if self.norm is not None else []
@@ -137,8 +164,11 @@ class Conv1D(nn.Module):
         self.kernel = kernel
         self.conv = nn.Conv1d(num_experts, num_experts, kernel, padding=kernel // 2, groups=num_experts)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.conv(x.transpose(0, 1))).transpose(0, 1)  # experts as conv groups
+    def forward(self, x: torch.Tensor, experts: torch.Tensor | None = None) -> torch.Tensor:
+        conv = self.conv
+        weight, bias = (conv.weight, conv.bias) if experts is None else (conv.weight[experts], conv.bias[experts])
+        out = F.conv1d(x.transpose(0, 1), weight, bias, padding=conv.padding, groups=x.shape[0])  # experts as conv groups
+        return torch.relu(out).transpose(0, 1)
 
     def expert(self, index: int) -> nn.Module:
         conv = nn.Conv1d(1, 1, self.kernel, padding=self.kernel // 2)
@@ -166,8 +196,8 @@ class BitGating(nn.Module):
         super().__init__()
         self.gate = BatchedLinear(num_experts, width, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.gate(x))
+    def forward(self, x: torch.Tensor, experts: torch.Tensor | None = None) -> torch.Tensor:
+        return x * torch.sigmoid(self.gate(x, experts))
 
     def expert(self, index: int) -> nn.Module:
         return _SingleBitGating(self.gate.expert(index))

@@ -38,13 +38,22 @@ class MixtureOfOperations(nn.Module):
         self.operations = nn.ModuleList(build_operation(name, num_experts, width, mlp_batchnorm) for name in operations)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``weights`` ``[n, M]``: each expert's mixing weights over the ops (one-hot once decided)."""
+        """``weights`` ``[n, M]``: each expert's mixing weights over the ops (one-hot once decided).
+
+        Each op runs only for the experts that weigh it (all of them while their block is undecided;
+        a decided expert runs its chosen op alone), so discretizing makes the supernet cheaper.
+        """
         out = None
-        used = (weights > 0).any(dim=0).tolist()
+        users = (weights > 0).T.tolist()  # [M][n]
         for m, operation in enumerate(self.operations):
-            if used[m]:
+            experts = [i for i, uses in enumerate(users[m]) if uses]
+            if len(experts) == len(users[m]):
                 term = weights[:, m, None, None] * operation(x)
                 out = term if out is None else out + term
+            elif experts:
+                index = torch.tensor(experts, device=x.device)
+                term = weights[index, m, None, None] * operation(x[index], index)
+                out = (torch.zeros_like(x) if out is None else out).index_add(0, index, term)
         return out
 
 
@@ -102,6 +111,7 @@ class DesanSupernet(nn.Module):
         self.register_buffer("feature_kept", torch.zeros(C, S + D, dtype=torch.bool))
         self.register_buffer("connection_decided", torch.zeros(G, n, dtype=torch.bool))
         self.register_buffer("connection_kept", torch.zeros(G, n, dtype=torch.bool))
+        self.register_buffer("operation_pruned", torch.zeros(L, n, K, M, dtype=torch.bool))  # search.operation_pruning
 
         # Kinds of selection the space does not search are decided "keep" from the start (w/o FS, Full.Shr).
         if not config.feature_selection:
@@ -132,10 +142,14 @@ class DesanSupernet(nn.Module):
         architecture = {id(p) for p in self.architecture_parameters()}
         return [p for p in self.parameters() if id(p) not in architecture]
 
+    def mixing_logits(self) -> torch.Tensor:
+        """alpha with the pruned ops of every block at -inf: they get weight 0 and no gradient."""
+        return self.alpha.masked_fill(self.operation_pruned, float("-inf"))
+
     def block_weights(self) -> torch.Tensor:
-        """Mixing weights ``[L, n, K, M]``: softmax(alpha), one-hot where a block is decided."""
+        """Mixing weights ``[L, n, K, M]``: softmax over the unpruned ops' alpha, one-hot where a block is decided."""
         chosen = F.one_hot(self.block_choice, self.alpha.shape[-1]).to(self.alpha.dtype)
-        return torch.where(self.block_decided.unsqueeze(-1), chosen, self.alpha.softmax(dim=-1))
+        return torch.where(self.block_decided.unsqueeze(-1), chosen, self.mixing_logits().softmax(dim=-1))
 
     def training_block_weights(self) -> torch.Tensor:
         """The block weights of a training step: a sampled single path (``sample_paths``), Gumbel-softmax
@@ -143,7 +157,7 @@ class DesanSupernet(nn.Module):
         if self.sample_paths:
             relaxed = self.sampled_path_weights()
         elif self.gumbel_temperature is not None:
-            relaxed = F.gumbel_softmax(self.alpha, tau=self.gumbel_temperature, dim=-1)
+            relaxed = F.gumbel_softmax(self.mixing_logits(), tau=self.gumbel_temperature, dim=-1)
         else:
             return self.block_weights()
         chosen = F.one_hot(self.block_choice, self.alpha.shape[-1]).to(self.alpha.dtype)
