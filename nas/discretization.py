@@ -3,7 +3,7 @@
 Every undecided item gets a confidence on one scale in [0, 1]:
 
 * a mixture-of-operations block: ``1 - H(softmax(alpha)) / log(M)``, one minus eq. 7's normalized
-  entropy; its decision is the argmax op.
+  entropy, over the ops it has not pruned (``prune_operations``); its decision is the argmax op.
 * a feature or expert connection: ``|2 sigmoid(beta) - 1|``; kept when sigmoid(beta) >= 0.5.
 
 Algorithm 1 says to discretize the item with the "largest discretization score", but with the score
@@ -59,7 +59,7 @@ def undecided_items(supernet: DesanSupernet) -> list[Decision]:
     """Every undecided item with the decision it would take now and its confidence."""
     items: list[Decision] = []
     with torch.no_grad():
-        alpha, beta_f, beta_c = supernet.alpha, supernet.feature_beta, supernet.connection_beta
+        alpha, beta_f, beta_c = supernet.mixing_logits(), supernet.feature_beta, supernet.connection_beta
         block_conf, block_arg = block_confidence(alpha), alpha.argmax(dim=-1)
         for index in (~supernet.block_decided).nonzero().tolist():
             items.append(Decision("block", tuple(index), int(block_arg[tuple(index)]), float(block_conf[tuple(index)])))
@@ -108,6 +108,22 @@ def _keep_one_per_row(supernet: DesanSupernet, kind: Kind) -> list[Decision]:
         kept[row, strongest] = True
         added.append(Decision(kind, (row, strongest), 1, float(selection_confidence(beta[row, strongest]))))
     return added
+
+
+def prune_operations(supernet: DesanSupernet, share: float) -> int:
+    """Drop from every undecided block the ops whose mixing weight is below ``share / M`` (M ops per
+    block); returns how many were dropped. With ``share`` < 1 a block's strongest op always stays.
+
+    P-DARTS's search-space approximation (Chen et al., 2019) shrinks the candidate ops between search
+    stages by their weights; here an op that weighs less than ``share`` of a uniform mixture's weight
+    leaves its block at the start of an epoch. The block then mixes the other ops, renormalized, and
+    no longer runs the dropped one (``MixtureOfOperations`` runs an op only for the experts weighing it).
+    """
+    with torch.no_grad():
+        weights = supernet.block_weights()
+        dropped = (weights < share / weights.shape[-1]) & ~supernet.block_decided.unsqueeze(-1) & ~supernet.operation_pruned
+        supernet.operation_pruned |= dropped
+    return int(dropped.sum())
 
 
 def undecided_count(supernet: DesanSupernet, kinds: Sequence[Kind] = KINDS) -> int:

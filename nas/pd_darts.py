@@ -23,7 +23,8 @@ from torchrec.optim.keyed import CombinedOptimizer
 
 from torchrec_automtl.datasets.schema import Schema
 from torchrec_automtl.nas.architecture import Architecture
-from torchrec_automtl.nas.discretization import KINDS, Decision, Kind, apply_decisions, is_discretized, next_decisions, undecided_count
+from torchrec_automtl.nas.discretization import (KINDS, Decision, Kind, apply_decisions, is_discretized, next_decisions,
+                                                 prune_operations, undecided_count)
 from torchrec_automtl.nas.search_config import NasConfig
 from torchrec_automtl.nas.search_log import describe, snapshot
 from torchrec_automtl.nas.supernet import DesanSupernet
@@ -33,7 +34,8 @@ from torchrec_automtl.pipelines.sharding import dense_parameters
 from torchrec_automtl.pipelines.train_pipeline import build_train_pipeline
 from torchrec_automtl.pipelines.trainer import Trainer, task_scores_text
 
-DECISION_BUFFERS = ("block_decided", "block_choice", "feature_decided", "feature_kept", "connection_decided", "connection_kept")
+DECISION_BUFFERS = ("block_decided", "block_choice", "feature_decided", "feature_kept", "connection_decided", "connection_kept",
+                    "operation_pruned")
 
 
 class ArchitectureSearch(SupernetSearch):
@@ -85,7 +87,10 @@ class ArchitectureSearch(SupernetSearch):
             count = search.decisions_per_epoch or math.ceil(remaining / max(1, search.epochs - epoch))
             stage, decisions = "discretize" if kinds else "search", self._decide(count, kinds)
         self._configure_epoch(epoch, stage)
-        return {"stage": stage, "decisions": decisions}
+        record = {"stage": stage, "decisions": decisions}
+        if search.operation_pruning and epoch > search.warmup_weights_epochs:  # alpha has had steps
+            record["pruned_operations"] = self._prune(search.operation_pruning)
+        return record
 
     def restart_epoch(self, trainer: Trainer, epoch: int, record: dict) -> None:
         """Continue an epoch a resumed search had begun: its decisions are already in the supernet's buffers."""
@@ -143,10 +148,19 @@ class ArchitectureSearch(SupernetSearch):
             added = apply_decisions(self.supernet, decisions)
             described = [describe(d, self.supernet) for d in decisions]
             described += [{**describe(d, self.supernet), "kind": f"{d.kind} (kept so the row is not empty)"} for d in added]
+        self._broadcast_decisions()
+        return described
+
+    def _prune(self, share: float) -> int:
+        """Prune weak ops of the undecided blocks on rank 0 and broadcast; returns how many (rank 0)."""
+        pruned = prune_operations(self.supernet, share) if self.trainer.ctx.is_main else 0
+        self._broadcast_decisions()
+        return pruned
+
+    def _broadcast_decisions(self) -> None:
         if dist.is_initialized() and self.trainer.ctx.world_size > 1:
             for name in DECISION_BUFFERS:
                 dist.broadcast(getattr(self.supernet, name), src=0)
-        return described
 
     def _final_record(self, epoch: int, decisions: list[dict]) -> None:
         """Log the once-for-all decisions after the last epoch, with the discretized supernet's validation metrics."""

@@ -52,6 +52,11 @@ class SearchConfig:
     ``auxiliary_skip``: DARTS-'s remedy for the collapse onto skip/cheap ops: an extra skip
     ``w * x`` around every block whose weight decays linearly from this value to 0 over the search
     epochs (0 disables it), so a deep op does not lose to skip merely for being harder to train.
+    ``operation_pruning``: P-DARTS-style shrinking of the op set while searching: at the start of
+    every epoch after one with architecture steps, each undecided block drops the ops whose softmax
+    weight is below ``operation_pruning / M`` (M candidate ops; ``nas.discretization.prune_operations``)
+    and stops computing them. 0 keeps every op until the block is decided; must be below 1 so a
+    block's strongest op stays. Not with ``relaxation=sampled``, which draws among all ops.
     ``validate_epochs``: score the supernet on the validation split after every search epoch (the
     search curve of ``auc_curves.png``). Nothing in the search is decided by these scores, so it is off
     by default (on `make search`'s budget it cost 7.5 of the search's 114 s); the discretized supernet
@@ -81,6 +86,7 @@ class SearchConfig:
     gumbel_temperature: float = 1.0
     gumbel_final_temperature: float = 0.1
     auxiliary_skip: float = 1.0
+    operation_pruning: float = 0.0
     finetune: str = "retrain"
     validate_epochs: bool = False  # score the supernet on the validation split after every epoch; the end is always scored
     architecture_objective: str = "sum"  # or balanced: sum_t w_t log L_t in the architecture steps (bi_level only)
@@ -104,6 +110,11 @@ class SearchConfig:
         if self.architecture_objective != "sum" and self.optimization != "bi_level":
             raise ValueError(f"search.architecture_objective={self.architecture_objective} needs search.optimization=bi_level "
                              f"(single-level steps alpha, beta and the weights on one loss); set it to sum")
+        if not 0 <= self.operation_pruning < 1:
+            raise ValueError(f"search.operation_pruning must be in [0, 1), got {self.operation_pruning}")
+        if self.operation_pruning and self.relaxation == "sampled":
+            raise ValueError("search.operation_pruning needs search.relaxation=softmax or gumbel (sampled paths draw among "
+                             "all ops); set search.operation_pruning=0")
         if self.auxiliary_skip < 0:
             raise ValueError(f"search.auxiliary_skip must be >= 0, got {self.auxiliary_skip}")
         if self.decisions_per_epoch == 0 and self.epochs <= self.warmup_weights_epochs + self.warmup_joint_epochs:

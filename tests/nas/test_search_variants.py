@@ -1,5 +1,6 @@
 """Each search switch changes the built supernet or the schedule as its name says (paper 001's ablations and the official code's choices)."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from torchrec_automtl.nas.architecture import Architecture
-from torchrec_automtl.nas.discretization import apply_decisions, next_decisions, undecided_count
+from torchrec_automtl.nas.discretization import apply_decisions, next_decisions, prune_operations, undecided_count
 from torchrec_automtl.nas.operations import MLP
 from torchrec_automtl.nas.pd_darts import ArchitectureSearch
 from torchrec_automtl.nas.search_config import SearchConfig
@@ -194,3 +195,52 @@ def test_bad_search_switches_are_named(key, value):
 def test_a_balanced_architecture_objective_needs_separate_architecture_steps():
     with pytest.raises(ValueError, match="search.architecture_objective=balanced needs search.optimization=bi_level"):
         SearchConfig(optimization="single_level", architecture_objective="balanced")
+
+
+def test_operation_pruning_drops_the_weak_ops_of_undecided_blocks_and_stops_running_them():
+    net = small_supernet()  # ops skip, linear, mlp-4, mlp-16 (M = 4); 2 layers x 3 experts x 2 blocks
+    with torch.no_grad():
+        net.alpha.zero_()
+        net.alpha[0, :, 0] = torch.tensor([2.0, 1.0, -1.0, -1.5])  # weights ~ .67 .25 .03 .02 in layer 1's first blocks
+        net.alpha[1, 0, 1] = torch.tensor([2.0, 1.0, -1.0, -1.5])
+    apply_decisions(net, [d for d in next_decisions(net, 10_000, kinds=("block",)) if d.index == (1, 0, 1)])
+    pruned = prune_operations(net, share=0.5)  # below 0.5 / 4 = 0.125 goes
+    assert pruned == 3 * 2  # mlp-4 and mlp-16 of layer 1's three first blocks; the decided and the uniform blocks keep all
+    assert net.operation_pruned[0, :, 0].tolist() == [[False, False, True, True]] * 3
+    assert net.operation_pruned.sum() == pruned and prune_operations(net, share=0.5) == 0
+    weights = net.block_weights()
+    torch.testing.assert_close(weights[0, 0, 0], torch.cat([torch.tensor([2.0, 1.0]).softmax(0), torch.zeros(2)]))
+    remaining = torch.tensor([2.0, 1.0]).softmax(0)  # the confidence of a pruned block is over the ops it kept
+    block = next(d for d in next_decisions(net, 10_000, kinds=("block",)) if d.index == (0, 0, 0))
+    assert block.value == 0 and block.confidence == pytest.approx(1 + float((remaining * remaining.log()).sum()) / math.log(4))
+
+    seen = []
+    net.layers[0].blocks[0].operations[3].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    net.train()(*_inputs()).sum().backward()
+    assert seen == []  # no expert of layer 1's first block runs mlp-16 any more
+    assert net.alpha.grad[0, :, 0, 2:].abs().sum() == 0 and net.alpha.grad[0, :, 0, :2].abs().sum() > 0
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_operation_pruning_starts_after_the_first_epoch_with_architecture_steps(share):
+    search = ArchitectureSearch.__new__(ArchitectureSearch)  # the epoch hook alone, without a trainer
+    search.config = SimpleNamespace(search=SearchConfig(epochs=5, warmup_weights_epochs=1, warmup_joint_epochs=2, operation_pruning=share))
+    search.trainer = SimpleNamespace(ctx=SimpleNamespace(is_main=True, world_size=1))
+    search.supernet, search.architecture_optimizer = small_supernet(), SimpleNamespace(active=False)
+    search.stages = ["warmup_weights", "warmup_joint", "warmup_joint"]
+    with torch.no_grad():
+        search.supernet.alpha[..., 3] = -5.0  # mlp-16 weighs almost nothing anywhere
+    records = [search.start_epoch(None, epoch) for epoch in range(3)]
+    assert [record.get("pruned_operations") for record in records] == ([None, None, 2 * 3 * 2] if share else [None] * 3)
+    assert bool(search.supernet.operation_pruned.any()) is bool(share)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0])
+def test_operation_pruning_outside_its_range_is_named(share):
+    with pytest.raises(ValueError, match=r"search.operation_pruning must be in \[0, 1\)"):
+        SearchConfig(operation_pruning=share)
+
+
+def test_operation_pruning_needs_a_relaxation_over_all_ops():
+    with pytest.raises(ValueError, match="search.operation_pruning needs search.relaxation=softmax or gumbel"):
+        SearchConfig(operation_pruning=0.5, relaxation="sampled")
