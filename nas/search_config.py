@@ -86,7 +86,7 @@ class SearchConfig:
     gumbel_temperature: float = 1.0
     gumbel_final_temperature: float = 0.1
     auxiliary_skip: float = 1.0
-    operation_pruning: float = 0.0
+    operation_pruning: float = 0.5  # not in the papers: P-DARTS shrinks its op set by fixed counts per stage
     finetune: str = "retrain"
     validate_epochs: bool = False  # score the supernet on the validation split after every epoch; the end is always scored
     architecture_objective: str = "sum"  # or balanced: sum_t w_t log L_t in the architecture steps (bi_level only)
