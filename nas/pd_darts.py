@@ -88,7 +88,7 @@ class ArchitectureSearch(SupernetSearch):
             stage, decisions = "discretize" if kinds else "search", self._decide(count, kinds)
         self._configure_epoch(epoch, stage)
         record = {"stage": stage, "decisions": decisions}
-        if search.operation_pruning and epoch > search.warmup_weights_epochs:  # alpha has had steps
+        if search.prunes_operations and epoch > search.warmup_weights_epochs:  # alpha has had steps
             record["pruned_operations"] = self._prune(search.operation_pruning)
         return record
 

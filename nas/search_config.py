@@ -56,7 +56,8 @@ class SearchConfig:
     every epoch after one with architecture steps, each undecided block drops the ops whose softmax
     weight is below ``operation_pruning / M`` (M candidate ops; ``nas.discretization.prune_operations``)
     and stops computing them. 0 keeps every op until the block is decided; must be below 1 so a
-    block's strongest op stays. Not with ``relaxation=sampled``, which draws among all ops.
+    block's strongest op stays. ``relaxation=sampled`` never prunes: its steps already run one op
+    per block, drawn among all of them.
     ``validate_epochs``: score the supernet on the validation split after every search epoch (the
     search curve of ``auc_curves.png``). Nothing in the search is decided by these scores, so it is off
     by default (on `make search`'s budget it cost 7.5 of the search's 114 s); the discretized supernet
@@ -112,9 +113,6 @@ class SearchConfig:
                              f"(single-level steps alpha, beta and the weights on one loss); set it to sum")
         if not 0 <= self.operation_pruning < 1:
             raise ValueError(f"search.operation_pruning must be in [0, 1), got {self.operation_pruning}")
-        if self.operation_pruning and self.relaxation == "sampled":
-            raise ValueError("search.operation_pruning needs search.relaxation=softmax or gumbel (sampled paths draw among "
-                             "all ops); set search.operation_pruning=0")
         if self.auxiliary_skip < 0:
             raise ValueError(f"search.auxiliary_skip must be >= 0, got {self.auxiliary_skip}")
         if self.decisions_per_epoch == 0 and self.epochs <= self.warmup_weights_epochs + self.warmup_joint_epochs:
@@ -122,6 +120,11 @@ class SearchConfig:
                 f"search.epochs={self.epochs} leaves no epoch for discretization after "
                 f"{self.warmup_weights_epochs}+{self.warmup_joint_epochs} warm-up epochs"
             )
+
+    @property
+    def prunes_operations(self) -> bool:
+        """Whether weak ops leave their blocks during the search (``operation_pruning``; not under sampled paths)."""
+        return self.operation_pruning > 0 and self.relaxation != "sampled"
 
     @property
     def progressive_kinds(self) -> tuple[str, ...]:

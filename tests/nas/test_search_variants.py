@@ -221,10 +221,12 @@ def test_operation_pruning_drops_the_weak_ops_of_undecided_blocks_and_stops_runn
     assert net.alpha.grad[0, :, 0, 2:].abs().sum() == 0 and net.alpha.grad[0, :, 0, :2].abs().sum() > 0
 
 
-@pytest.mark.parametrize("share", [0.0, 0.5])
-def test_operation_pruning_starts_after_the_first_epoch_with_architecture_steps(share):
+@pytest.mark.parametrize("share, relaxation", [(0.0, "softmax"), (0.5, "softmax"), (0.5, "sampled")])
+def test_operation_pruning_starts_after_the_first_epoch_with_architecture_steps(share, relaxation):
     search = ArchitectureSearch.__new__(ArchitectureSearch)  # the epoch hook alone, without a trainer
-    search.config = SimpleNamespace(search=SearchConfig(epochs=5, warmup_weights_epochs=1, warmup_joint_epochs=2, operation_pruning=share))
+    search.config = SimpleNamespace(search=SearchConfig(epochs=5, warmup_weights_epochs=1, warmup_joint_epochs=2,
+                                                        operation_pruning=share, relaxation=relaxation))
+    share = share if relaxation != "sampled" else 0.0
     search.trainer = SimpleNamespace(ctx=SimpleNamespace(is_main=True, world_size=1))
     search.supernet, search.architecture_optimizer = small_supernet(), SimpleNamespace(active=False)
     search.stages = ["warmup_weights", "warmup_joint", "warmup_joint"]
@@ -241,6 +243,7 @@ def test_operation_pruning_outside_its_range_is_named(share):
         SearchConfig(operation_pruning=share)
 
 
-def test_operation_pruning_needs_a_relaxation_over_all_ops():
-    with pytest.raises(ValueError, match="search.operation_pruning needs search.relaxation=softmax or gumbel"):
-        SearchConfig(operation_pruning=0.5, relaxation="sampled")
+@pytest.mark.parametrize("relaxation, prunes", [("softmax", True), ("gumbel", True), ("sampled", False)])
+def test_sampled_paths_never_prune_ops(relaxation, prunes):
+    assert SearchConfig(operation_pruning=0.5, relaxation=relaxation).prunes_operations is prunes
+    assert not SearchConfig(operation_pruning=0.0, relaxation=relaxation).prunes_operations
