@@ -122,11 +122,12 @@ def test_search_ranks_planted_drivers_above_noise_and_keeps_them_for_their_task(
     """make search's schedule on its 300k planted rows (additive, interaction-only and nonlinear drivers).
 
     Feature selection is under test, not the op choice, so the blocks choose between the cheapest ops
-    and two experts per layer (a fifth of the default space's time)."""
+    and two experts per layer (a fifth of the default space's time). Op pruning is off: with two ops,
+    pruning one decides the block at the first pruning, before the progressive decisions would."""
     data = tmp_path / "planted"
     write_aliccp_like(data, rows=300_000, seed=0, progress=False)
     config = _config([f"dataset.path={data}", "search_space=small", "search_space.operations=[skip,mlp-16]",
-                      "search_space.num_experts=2", "search=fast",
+                      "search_space.num_experts=2", "search=fast", "search.operation_pruning=0",
                       "trainer=fast", "trainer.progress=false"])
     (tmp_path / "run").mkdir()
     result = run_on_ranks(_planted_search, 1, tmp_path / "out", config, str(tmp_path / "run"))[0]
