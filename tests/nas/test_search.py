@@ -32,6 +32,8 @@ TINY_TRAINER = ["trainer.epochs=1", "trainer.batch_size=256", "trainer.eval_batc
                 "trainer.progress=false"]
 TINY = ["search_space=small", "search_space.num_experts=2", "search_space.operations=[skip,linear,mlp-16]",
         "search.epochs=4", "search.architecture_fraction=0.25"] + TINY_TRAINER
+# alpha moves fast enough in TINY's 16 steps for op pruning to drop ops (weight below 0.9 / 3)
+PRUNING = ["search.arch_lr=0.3", "search.operation_pruning=0.9"]
 # paper 000's method (method=v1) at the same size
 TINY_V1 = ["method=v1", "search_space=v1_small", "search_space.num_experts=3", "search_space.top_experts=2",
            "search_space.interaction_operations=[skip,inner-product,cross-1]", "search_space.expert_operations=[gating,mlp-16,skip]",
@@ -172,10 +174,14 @@ def _search_on_rank(rank: int, config: NasConfig, run_dir: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.parametrize("tiny", [TINY, TINY + ["search.relaxation=sampled"], TINY_V1], ids=["desan", "desan-sampled", "v1"])
+@pytest.mark.parametrize("tiny", [TINY, TINY + ["search.relaxation=sampled"], TINY + PRUNING, TINY_V1],
+                         ids=["desan", "desan-sampled", "desan-pruned", "v1"])
 def test_two_rank_search_takes_identical_decisions_and_fine_tunes_identical_weights(tiny_aliccp, tmp_path, tiny):
     config = _config([f"dataset.path={tiny_aliccp}", "trainer.sharding_type=table_wise"] + tiny)
     first, second = run_on_ranks(_search_on_rank, 2, tmp_path / "out", config, str(tmp_path / "run"))
+    if tiny[-len(PRUNING):] == PRUNING:  # ops were pruned (on rank 0, then broadcast), and the ranks stayed identical
+        log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]
+        assert sum(record.get("pruned_operations", 0) for record in log) > 0
     assert first["architecture"] == second["architecture"]
     assert first["dense"].keys() == second["dense"].keys()
     for name, value in first["dense"].items():
