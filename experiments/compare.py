@@ -36,7 +36,7 @@ from torchrec_automtl.experiments.compare_runs import oracle_share, oracle_test_
 from torchrec_automtl.pipelines.config import ConfigError, DatasetConfig, TrainConfig, TrainerConfig, check_top_level, typed_group, typed_model
 from torchrec_automtl.pipelines.hydra_launch import quiet_hydra_on_other_ranks, report_input_errors
 from torchrec_automtl.pipelines.result import RunResult
-from torchrec_automtl.pipelines.trainer import run_training
+from torchrec_automtl.pipelines.trainer import check_run_dir, run_training
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SEARCHED, SEARCHED_V1, RANDOM = "automtl", "automtl_v1", "random"
@@ -187,7 +187,11 @@ def write_results(out_dir: Path, rows: list[dict], models: list[str]) -> None:
 
 
 def run_comparison(config: CompareConfig) -> list[dict]:
-    """Every model x seed, then the result files; returns the rows."""
+    """Every model x seed, then the result files; returns the rows. A run dir that already holds
+    results stops the comparison before any training (unless ``overwrite``), not after the runs before it."""
+    for name in config.models:
+        for seed in config.seeds:
+            check_run_dir(Path(config.out_dir) / name / f"seed{seed}", config.overwrite)
     rows = [result_row(name, seed, run_one(config, name, seed)) for name in config.models for seed in config.seeds]
     if int(os.environ.get("RANK", 0)) == 0:  # every run has closed its process group by now
         write_results(Path(config.out_dir), rows, config.models)

@@ -57,3 +57,14 @@ def test_compare_writes_one_row_per_model_and_seed_and_a_summary(tiny_aliccp, tm
 def test_unknown_model_is_refused():
     with pytest.raises(ConfigError, match="unknown model 'transformer'"):
         _config(["models=[mmoe,transformer]"])
+
+
+def test_a_finished_run_dir_stops_the_comparison_before_any_training(tmp_path):
+    """The last cell already has results: nothing runs (the first cell would have trained for minutes)."""
+    finished = tmp_path / "cmp" / "shared_bottom" / "seed1"
+    finished.mkdir(parents=True)
+    (finished / "metrics.json").write_text("{}")
+    config = _config(["dataset.path=unused", "models=[mmoe,shared_bottom]", "seeds=[0,1]", f"out_dir={tmp_path / 'cmp'}"] + TINY)
+    with pytest.raises(FileExistsError, match="shared_bottom/seed1 already holds results"):
+        run_comparison(config)
+    assert not (tmp_path / "cmp" / "mmoe").exists()
