@@ -226,15 +226,15 @@ def test_operation_pruning_starts_after_the_first_epoch_with_architecture_steps(
     search = ArchitectureSearch.__new__(ArchitectureSearch)  # the epoch hook alone, without a trainer
     search.config = SimpleNamespace(search=SearchConfig(epochs=5, warmup_weights_epochs=1, warmup_joint_epochs=2,
                                                         operation_pruning=share, relaxation=relaxation))
-    share = share if relaxation != "sampled" else 0.0
+    prunes = share > 0 and relaxation != "sampled"  # sampled paths never prune
     search.trainer = SimpleNamespace(ctx=SimpleNamespace(is_main=True, world_size=1))
     search.supernet, search.architecture_optimizer = small_supernet(), SimpleNamespace(active=False)
     search.stages = ["warmup_weights", "warmup_joint", "warmup_joint"]
     with torch.no_grad():
         search.supernet.alpha[..., 3] = -5.0  # mlp-16 weighs almost nothing anywhere
     records = [search.start_epoch(None, epoch) for epoch in range(3)]
-    assert [record.get("pruned_operations") for record in records] == ([None, None, 2 * 3 * 2] if share else [None] * 3)
-    assert bool(search.supernet.operation_pruned.any()) is bool(share)
+    assert [record.get("pruned_operations") for record in records] == ([None, None, 2 * 3 * 2] if prunes else [None] * 3)
+    assert bool(search.supernet.operation_pruned.any()) is prunes
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.0])
