@@ -73,17 +73,19 @@ def _run(args: list[str]) -> None:
     subprocess.run([sys.executable, "-m"] + args, cwd=REPO, check=True, capture_output=True, text=True)
 
 
-def throughput_and_wall_time(data: Path, tmp: Path, steps: int) -> dict:
+def throughput_and_wall_time(data: Path, tmp: Path, steps: int, search_overrides: list[str]) -> dict:
+    """``search_overrides`` go to both AutoMTL searches (MMoE trains as in `make search`)."""
     common = [f"dataset.path={data}", "trainer.progress=false", "overwrite=true"]
     _run(["torchrec_automtl.nas.search", "search_space=benchmark", "search.epochs=3", "trainer.epochs=1",
-          f"trainer.max_steps_per_epoch={steps}", f"run_dir={tmp / 'throughput-search'}"] + common)
+          f"trainer.max_steps_per_epoch={steps}", f"run_dir={tmp / 'throughput-search'}"] + common + search_overrides)
     log = [json.loads(line) for line in (tmp / "throughput-search" / "search_log.jsonl").read_text().splitlines()]
     _run(["torchrec_automtl.pipelines.train", "model=mmoe", "trainer.epochs=1", f"trainer.max_steps_per_epoch={steps}",
           f"run_dir={tmp / 'throughput-mmoe'}"] + common)
     mmoe = json.loads((tmp / "throughput-mmoe" / "metrics.json").read_text())["epochs"][0]
     warmup_joint = next(r for r in log if r["stage"] == "warmup_joint")
 
-    _run(["torchrec_automtl.nas.search", "search_space=small", "search=fast", "trainer=fast", f"run_dir={tmp / 'make-search'}"] + common)
+    _run(["torchrec_automtl.nas.search", "search_space=small", "search=fast", "trainer=fast", f"run_dir={tmp / 'make-search'}"]
+         + common + search_overrides)
     _run(["torchrec_automtl.pipelines.train", "model=mmoe", "trainer=fast", f"run_dir={tmp / 'make-search-mmoe'}"] + common)
     search_metrics = json.loads((tmp / "make-search" / "metrics.json").read_text())
     mmoe_metrics = json.loads((tmp / "make-search-mmoe" / "metrics.json").read_text())
@@ -110,6 +112,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--throughput-steps", type=int, default=20)
     parser.add_argument("--efficiency-steps", type=int, default=5)
+    parser.add_argument("search_overrides", nargs="*", help="Hydra overrides for the AutoMTL searches, e.g. search.batch_size=1024")
     args = parser.parse_args()
     from torchrec_automtl.datasets.synthetic import write_aliccp_like
 
@@ -120,14 +123,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         write_aliccp_like(data, rows=args.rows, progress=False)
-        runs = throughput_and_wall_time(data, Path(tmp), args.throughput_steps)
+        runs = throughput_and_wall_time(data, Path(tmp), args.throughput_steps, args.search_overrides)
     print(f"supernet dense step: {efficiency['flops_per_step'] / 1e9:.1f} GFLOP, {efficiency['flops_per_s'] / 1e9:.1f} GFLOP/s "
           f"= {efficiency['fraction_of_peak']:.0%} of the {peak / 1e9:.1f} GFLOP/s matmul peak")
     print(f"warm-up 2: {runs['throughput']['supernet_warmup2_samples_per_s']:,.0f} samples/s vs MMoE "
           f"{runs['throughput']['mmoe_samples_per_s']:,.0f} samples/s")
     print(f"search + fine-tune {runs['wall_time']['search_and_finetune_seconds']:.0f}s vs MMoE to early stopping "
           f"{runs['wall_time']['mmoe_to_early_stopping_seconds']:.0f}s (x{runs['wall_time']['ratio']:.2f})")
-    write_report("search", {"threads": torch.get_num_threads(), "efficiency": efficiency, **runs})
+    write_report("search", {"threads": torch.get_num_threads(), "search_overrides": args.search_overrides,
+                            "efficiency": efficiency, **runs})
 
 
 if __name__ == "__main__":
