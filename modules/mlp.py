@@ -9,13 +9,13 @@ from torch import nn
 
 
 class MLP(nn.Sequential):
-    """``Linear -> ReLU (-> Dropout)`` for each width in ``hidden``; ``[B, in] -> [B, hidden[-1]]``."""
+    """``Linear (-> BatchNorm) -> ReLU (-> Dropout)`` for each width in ``hidden``; ``[B, in] -> [B, hidden[-1]]``."""
 
-    def __init__(self, in_features: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
+    def __init__(self, in_features: int, hidden: Sequence[int], dropout: float = 0.0, batchnorm: bool = False) -> None:
         layers: list[nn.Module] = []
         width = in_features
         for out in hidden:
-            layers += [nn.Linear(width, out), nn.ReLU()]
+            layers += [nn.Linear(width, out), *([nn.BatchNorm1d(out)] if batchnorm else []), nn.ReLU()]
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = out

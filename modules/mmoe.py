@@ -23,6 +23,8 @@ class MMoE(nn.Module):
         num_experts: shared experts (8 in paper 001's implementation details).
         expert_hidden: expert MLP widths ([256, 128] in paper 001).
         tower_hidden: task tower widths ([128, 64] in paper 001).
+        expert_batchnorm: BatchNorm after every expert Linear (not in the MMoE paper; the MLP op of
+            AutoMTL's official code has it, so this isolates what BatchNorm alone is worth).
     """
 
     def __init__(
@@ -33,9 +35,10 @@ class MMoE(nn.Module):
         expert_hidden: tuple[int, ...] = (256, 128),
         tower_hidden: tuple[int, ...] = (128, 64),
         dropout: float = 0.0,
+        expert_batchnorm: bool = False,
     ) -> None:
         super().__init__()
-        self.experts = ExpertGroup(input_dim, num_experts, expert_hidden, dropout)
+        self.experts = ExpertGroup(input_dim, num_experts, expert_hidden, dropout, expert_batchnorm)
         self.gates = nn.Linear(input_dim, num_tasks * num_experts)
         self.num_tasks, self.num_experts = num_tasks, num_experts
         self.towers = TaskTowers(expert_hidden[-1], num_tasks, tower_hidden, dropout)
@@ -60,6 +63,7 @@ class MMoEConfig(ModelConfig):
     expert_hidden: list[int] = field(default_factory=lambda: [256, 128])
     tower_hidden: list[int] = field(default_factory=lambda: [128, 64])
     dropout: float = 0.0
+    expert_batchnorm: bool = False
 
 
 @register_model("mmoe", MMoEConfig)
@@ -71,4 +75,5 @@ def build_mmoe(config: MMoEConfig, schema: Schema) -> MMoE:
         expert_hidden=tuple(config.expert_hidden),
         tower_hidden=tuple(config.tower_hidden),
         dropout=config.dropout,
+        expert_batchnorm=config.expert_batchnorm,
     )

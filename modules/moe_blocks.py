@@ -11,11 +11,13 @@ from torchrec_automtl.modules.mlp import MLP, TaskTowers
 
 
 class ExpertGroup(nn.Module):
-    """``num_experts`` MLP experts reading the same input: ``[B, in] -> [B, num_experts, hidden[-1]]``."""
+    """``num_experts`` MLP experts reading the same input: ``[B, in] -> [B, num_experts, hidden[-1]]``
+    (``batchnorm``: a BatchNorm after every expert Linear)."""
 
-    def __init__(self, in_features: int, num_experts: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
+    def __init__(self, in_features: int, num_experts: int, hidden: Sequence[int], dropout: float = 0.0,
+                 batchnorm: bool = False) -> None:
         super().__init__()
-        self.experts = nn.ModuleList(MLP(in_features, hidden, dropout) for _ in range(num_experts))
+        self.experts = nn.ModuleList(MLP(in_features, hidden, dropout, batchnorm) for _ in range(num_experts))
         self.out_features = hidden[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from torchrec_automtl.datasets.batch import Batch
 from torchrec_automtl.datasets.schema import DenseFeature, Schema, SparseFeature, TaskSpec
 from torchrec_automtl.modules.mmoe import MMoE, MMoEConfig
 from torchrec_automtl.modules.multitask import MultiTaskTrain, build_multitask_model
+from torchrec_automtl.modules.registry import model_entry
 
 
 def _schema(num_tasks: int) -> Schema:
@@ -76,3 +77,25 @@ def test_bad_task_weights_are_rejected():
     model = build_multitask_model(MMoEConfig(name="mmoe", embedding_dim=4, num_experts=2), schema)
     with pytest.raises(ValueError, match="task weights"):
         MultiTaskTrain(model, schema.tasks, task_weights=[1.0, -1.0])
+
+
+@pytest.mark.parametrize("expert_batchnorm", [False, True])
+def test_expert_batchnorm_normalizes_every_expert_linear_and_is_off_by_default(expert_batchnorm):
+    """``model.expert_batchnorm``: each expert layer is Linear -> BatchNorm -> ReLU, so scaling a Linear's
+    weights and bias changes nothing in training mode; without it (the paper's MMoE, the default) the
+    experts are Linear -> ReLU and the same scaling changes their outputs."""
+    torch.manual_seed(0)
+    config = MMoEConfig(name="mmoe", num_experts=3, expert_hidden=[8, 6], tower_hidden=[4], expert_batchnorm=expert_batchnorm)
+    mmoe = model_entry("mmoe").build(config, _schema(2)).train()
+    layer = [torch.nn.Linear, torch.nn.BatchNorm1d, torch.nn.ReLU] if expert_batchnorm else [torch.nn.Linear, torch.nn.ReLU]
+    assert all([type(m) for m in expert] == layer * 2 for expert in mmoe.experts.experts)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in mmoe.towers.modules())
+    x = torch.randn(32, mmoe.gates.in_features)
+    before = mmoe.experts(x)
+    with torch.no_grad():
+        for linear in (m for expert in mmoe.experts.experts for m in expert if isinstance(m, torch.nn.Linear)):
+            linear.weight.mul_(3.0)
+            linear.bias.mul_(3.0)
+    change = (mmoe.experts(x) - before).abs().max().item()
+    assert change < 1e-3 if expert_batchnorm else change > 0.1
+    assert MMoEConfig().expert_batchnorm is False
