@@ -92,6 +92,14 @@ def apply_decisions(supernet: DesanSupernet, decisions: list[Decision]) -> list[
         return _keep_one_per_row(supernet, "feature") + _keep_one_per_row(supernet, "connection")
 
 
+def drop_features(supernet: DesanSupernet, features: Sequence[int]) -> list[Decision]:
+    """Drop ``features`` (input indices) for every consumer of a supernet whose selections are all
+    decided; returns the keeps the keep-one rule adds back to consumers left with no input."""
+    with torch.no_grad():
+        supernet.feature_kept[:, list(features)] = False
+        return _keep_one_per_row(supernet, "feature")
+
+
 def _selection_buffers(supernet: DesanSupernet, kind: Kind) -> tuple[torch.Tensor, torch.Tensor]:
     if kind == "feature":
         return supernet.feature_decided, supernet.feature_kept

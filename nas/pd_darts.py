@@ -23,8 +23,9 @@ from torchrec.optim.keyed import CombinedOptimizer
 
 from torchrec_automtl.datasets.schema import Schema
 from torchrec_automtl.nas.architecture import Architecture
-from torchrec_automtl.nas.discretization import (KINDS, Decision, Kind, apply_decisions, is_discretized, next_decisions,
-                                                 prune_operations, undecided_count)
+from torchrec_automtl.nas.discretization import (KINDS, Decision, Kind, apply_decisions, drop_features, is_discretized,
+                                                 next_decisions, prune_operations, undecided_count)
+from torchrec_automtl.nas.feature_test import validation_z_scores
 from torchrec_automtl.nas.search_config import NasConfig
 from torchrec_automtl.nas.search_log import describe, snapshot
 from torchrec_automtl.nas.supernet import DesanSupernet
@@ -129,10 +130,11 @@ class ArchitectureSearch(SupernetSearch):
         trainer.fit(epochs=self.epoch_limit)
         epoch = self.records[-1]["epoch"] + 1
         self.supernet.auxiliary_skip, self.supernet.gumbel_temperature, self.supernet.sample_paths = 0.0, None, False
-        if not is_discretized(self.supernet):  # items with `final` discretization: thresholded once, now
-            self._final_record(epoch, self._decide(undecided_count(self.supernet), KINDS))
-        elif "valid" not in self.records[-1]:  # every item decided during the search, the last epoch not scored
-            self._final_record(epoch, [])
+        # Items with `final` discretization are thresholded once, now.
+        decisions = self._decide(undecided_count(self.supernet), KINDS) if not is_discretized(self.supernet) else None
+        feature_test = self._test_features(epoch) if self.config.search.feature_test else None
+        if decisions is not None or feature_test is not None or "valid" not in self.records[-1]:
+            self._final_record(epoch, decisions or [], feature_test)
         self.search_seconds = time.perf_counter() - trainer.started  # a resumed search counts its earlier epochs too
         architecture = Architecture.from_supernet(self.supernet, trainer.schema)
         if trainer.ctx.is_main:
@@ -157,15 +159,41 @@ class ArchitectureSearch(SupernetSearch):
         self._broadcast_decisions()
         return pruned
 
+    def _test_features(self, epoch: int) -> dict:
+        """``search.feature_test``: the permutation test (``nas/feature_test.py``) of every feature the
+        discretized supernet still reads, on the validation split; the features that fail are dropped everywhere."""
+        trainer, supernet = self.trainer, self.supernet
+        threshold = self.config.search.feature_test_z
+        features = supernet.feature_kept.any(dim=0).nonzero().flatten().tolist()
+        started = time.perf_counter()
+        search = self.config.search
+        scores = validation_z_scores(trainer, supernet, features, self.config.seed, epoch, search.feature_test_permutations,
+                                     search.feature_test_rows)
+        failed = [feature for feature, score in zip(features, scores.z.tolist()) if score <= threshold]
+        added = drop_features(supernet, failed) if trainer.ctx.is_main else []
+        self._broadcast_decisions()
+        names = supernet.sparse_names + supernet.dense_names
+        if trainer.ctx.is_main:
+            print(f"feature test: {len(failed)} of {len(features)} features dropped (shuffling them raised no task's "
+                  f"validation loss by more than {threshold} standard errors): {', '.join(names[f] for f in failed) or 'none'}"
+                  f" ({time.perf_counter() - started:.1f} s)", flush=True)
+        return {"threshold": threshold, "rows": scores.rows,
+                "z": {names[f]: round(float(z), 3) for f, z in zip(features, scores.z.tolist())},
+                "dropped": [names[f] for f in failed],
+                "kept_so_no_consumer_is_empty": [describe(d, supernet) for d in added],
+                "seconds": round(time.perf_counter() - started, 2)}
+
     def _broadcast_decisions(self) -> None:
         if dist.is_initialized() and self.trainer.ctx.world_size > 1:
             for name in DECISION_BUFFERS:
                 dist.broadcast(getattr(self.supernet, name), src=0)
 
-    def _final_record(self, epoch: int, decisions: list[dict]) -> None:
-        """Log the once-for-all decisions after the last epoch, with the discretized supernet's validation metrics."""
+    def _final_record(self, epoch: int, decisions: list[dict], feature_test: dict | None = None) -> None:
+        """Log the once-for-all decisions after the last epoch (and the feature test's result), with the
+        discretized supernet's validation metrics."""
         trainer = self.trainer
-        record = {"epoch": epoch, "stage": "final", "decisions": decisions, "valid": trainer.evaluate("valid")}
+        record = {"epoch": epoch, "stage": "final", "decisions": decisions,
+                  **({"feature_test": feature_test} if feature_test is not None else {}), "valid": trainer.evaluate("valid")}
         self.end_epoch(trainer, record)
         if trainer.ctx.is_main:
             print(f"search end: {len(decisions)} items thresholded at once | valid "

@@ -66,6 +66,11 @@ class SearchConfig:
     loss) or ``balanced`` (sum_t w_t log L_t: each task weighed by 1 / L_t, so a rare task's evidence
     counts as much as a common one's in the shared choices); measured as neutral on `make compare`'s
     data and the held-out proxy (docs/results.md), so the default stays ``sum``.
+    ``feature_test``: after the last epoch, shuffle each feature the discretized supernet still
+    reads across the validation rows and drop it for every consumer unless some task's loss rises by
+    more than ``feature_test_z`` standard errors (``nas/feature_test.py``; 0: by anything at all), each
+    row's loss after shuffling averaged over ``feature_test_permutations`` shuffles, on at most
+    ``feature_test_rows`` validation rows (0: all of them).
     ``finetune``: ``inherit`` fine-tunes the derived model from the supernet's weights and tables
     (the paper's way); ``retrain`` trains it from fresh weights. Either way the trainer config
     (``trainer.epochs``, early stopping) is the same as every baseline's.
@@ -88,6 +93,10 @@ class SearchConfig:
     gumbel_final_temperature: float = 0.1
     auxiliary_skip: float = 1.0
     operation_pruning: float = 0.5  # not in the papers: P-DARTS shrinks its op set by fixed counts per stage
+    feature_test: bool = True  # not in the papers: a permutation test of the selected features on validation
+    feature_test_z: float = 0.0  # the z a feature's shuffling must exceed for some task to keep it
+    feature_test_permutations: int = 1  # shuffles per feature and batch, averaged per row
+    feature_test_rows: int = 65536  # validation rows the test reads at most (0: all): its cost stays bounded on large data
     finetune: str = "retrain"
     validate_epochs: bool = False  # score the supernet on the validation split after every epoch; the end is always scored
     architecture_objective: str = "sum"  # or balanced: sum_t w_t log L_t in the architecture steps (bi_level only)
@@ -111,6 +120,12 @@ class SearchConfig:
         if self.architecture_objective != "sum" and self.optimization != "bi_level":
             raise ValueError(f"search.architecture_objective={self.architecture_objective} needs search.optimization=bi_level "
                              f"(single-level steps alpha, beta and the weights on one loss); set it to sum")
+        if self.feature_test_rows < 0:
+            raise ValueError(f"search.feature_test_rows must be >= 0 (0: every validation row), got {self.feature_test_rows}")
+        if self.feature_test_permutations < 1:
+            raise ValueError(f"search.feature_test_permutations must be >= 1, got {self.feature_test_permutations}")
+        if self.feature_test_z < 0:
+            raise ValueError(f"search.feature_test_z must be >= 0, got {self.feature_test_z}")
         if not 0 <= self.operation_pruning < 1:
             raise ValueError(f"search.operation_pruning must be in [0, 1), got {self.operation_pruning}")
         if self.auxiliary_skip < 0:

@@ -142,9 +142,17 @@ def test_search_ranks_planted_drivers_above_noise_and_keeps_them_for_their_task(
     # are a weaker signal: on average they rank above the median noise field.
     assert min(keep[f] for f in drivers["click"]) > max(noise), (keep, planted["noise"])
     assert statistics.mean(keep[f] for f in drivers["conversion"]) > statistics.median(noise), (keep, planted["noise"])
+    # The feature test (on by default) keeps every click driver and drops at least as much noise as
+    # drivers (a rare-task driver it drops is one whose shuffling did not raise the supernet's
+    # validation loss). Every driver it keeps reaches its task in the derived network.
+    final = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()][-1]
+    dropped = set(final["feature_test"]["dropped"])
+    all_drivers = set(drivers["click"]) | set(drivers["conversion"])
+    assert not dropped & set(drivers["click"]), final["feature_test"]
+    assert len(dropped & set(planted["noise"]["sparse"] + planted["noise"]["dense"])) >= len(dropped & all_drivers), final["feature_test"]
     architecture = Architecture.from_dict(result["architecture"])
     for task, fields in drivers.items():
-        assert set(fields) <= architecture.features_feeding(task), task
+        assert set(fields) - dropped <= architecture.features_feeding(task), task
 
 
 def _searched_valid(rank: int, config: NasConfig, run_dir: str) -> dict:
@@ -161,6 +169,25 @@ def test_a_search_that_decides_every_item_on_the_way_still_scores_its_end(tiny_a
     assert valid == log[-1]["valid"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("cap, rows_read", [(0, "all"), (100, 128)], ids=["every-row", "capped"])
+def test_the_feature_test_drops_the_features_that_fail_it_from_every_consumer(tiny_aliccp, tmp_path, cap, rows_read):
+    threshold = 0.5
+    config = _config([f"dataset.path={tiny_aliccp}", "search.feature_test=true", f"search.feature_test_z={threshold}",
+                      f"search.feature_test_rows={cap}"] + TINY + ["trainer.eval_batch_size=64"])
+    run_on_ranks(_searched_valid, 1, tmp_path / "out", config, str(tmp_path / "run"))
+    final = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()][-1]
+    test = final["feature_test"]
+    valid_rows = ParquetSplit.open(tiny_aliccp, "valid", Schema.load(tiny_aliccp)).num_rows
+    assert test["rows"] == (valid_rows if rows_read == "all" else rows_read)  # a cap of 100 reads two batches of 64
+    failed = sorted(name for name, z in test["z"].items() if z <= threshold)
+    assert sorted(test["dropped"]) == failed and 0 < len(failed) < len(test["z"])  # on this fixture some features pass, some fail
+    architecture = json.loads((tmp_path / "run" / "architecture.json").read_text())
+    read = {f for consumer in architecture["layers"][0] + architecture["gates"] for f in consumer.get("features", [])}
+    rescued = {d["item"].split(" <- ")[1] for d in test["kept_so_no_consumer_is_empty"]}
+    assert read & set(failed) <= rescued and read <= set(test["z"])  # only the keep-one rule may bring a dropped feature back
+
+
 def _refuse_to_read(cls, path):
     raise AssertionError(f"fine-tuning read {path}: the architecture should reach it in memory")
 
@@ -174,14 +201,17 @@ def _search_on_rank(rank: int, config: NasConfig, run_dir: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.parametrize("tiny", [TINY, TINY + ["search.relaxation=sampled"], TINY + PRUNING, TINY_V1],
-                         ids=["desan", "desan-sampled", "desan-pruned", "v1"])
+@pytest.mark.parametrize("tiny", [TINY, TINY + ["search.relaxation=sampled"], TINY + PRUNING, TINY + ["search.feature_test=true", "search.feature_test_z=1.5"], TINY_V1],
+                         ids=["desan", "desan-sampled", "desan-pruned", "desan-feature-test", "v1"])
 def test_two_rank_search_takes_identical_decisions_and_fine_tunes_identical_weights(tiny_aliccp, tmp_path, tiny):
     config = _config([f"dataset.path={tiny_aliccp}", "trainer.sharding_type=table_wise"] + tiny)
     first, second = run_on_ranks(_search_on_rank, 2, tmp_path / "out", config, str(tmp_path / "run"))
     if tiny[-len(PRUNING):] == PRUNING:  # ops were pruned (on rank 0, then broadcast), and the ranks stayed identical
         log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]
         assert sum(record.get("pruned_operations", 0) for record in log) > 0
+    if "search.feature_test=true" in tiny:  # the test's sums were reduced over the ranks: both dropped the same features
+        log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]
+        assert log[-1]["feature_test"]["dropped"]
     assert first["architecture"] == second["architecture"]
     assert first["dense"].keys() == second["dense"].keys()
     for name, value in first["dense"].items():
