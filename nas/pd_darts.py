@@ -132,7 +132,9 @@ class ArchitectureSearch(SupernetSearch):
         self.supernet.auxiliary_skip, self.supernet.gumbel_temperature, self.supernet.sample_paths = 0.0, None, False
         # Items with `final` discretization are thresholded once, now.
         decisions = self._decide(undecided_count(self.supernet), KINDS) if not is_discretized(self.supernet) else None
-        feature_test = self._test_features(epoch) if self.config.search.feature_test else None
+        # w/o FS (feature_selection=false) keeps every feature: no test either
+        tests_features = self.config.search.feature_test and self.config.search_space.feature_selection
+        feature_test = self._test_features(epoch) if tests_features else None
         if decisions is not None or feature_test is not None or "valid" not in self.records[-1]:
             self._final_record(epoch, decisions or [], feature_test)
         self.search_seconds = time.perf_counter() - trainer.started  # a resumed search counts its earlier epochs too

@@ -188,6 +188,18 @@ def test_the_feature_test_drops_the_features_that_fail_it_from_every_consumer(ti
     assert read & set(failed) <= rescued and read <= set(test["z"])  # only the keep-one rule may bring a dropped feature back
 
 
+@pytest.mark.slow
+def test_without_feature_selection_the_feature_test_is_skipped_and_every_feature_stays(tiny_aliccp, tmp_path):
+    config = _config([f"dataset.path={tiny_aliccp}", "search.feature_test=true", "search.feature_test_z=100",
+                      "search_space.feature_selection=false"] + TINY)
+    run_on_ranks(_searched_valid, 1, tmp_path / "out", config, str(tmp_path / "run"))
+    final = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()][-1]
+    assert "feature_test" not in final
+    architecture = json.loads((tmp_path / "run" / "architecture.json").read_text())
+    inputs = architecture["sparse_features"] + architecture["dense_features"]
+    assert all(consumer["features"] == inputs for consumer in architecture["layers"][0] + architecture["gates"] if "features" in consumer)
+
+
 def _refuse_to_read(cls, path):
     raise AssertionError(f"fine-tuning read {path}: the architecture should reach it in memory")
 
