@@ -24,11 +24,11 @@ class FusionLevel(nn.Module):
     """One AdaTT level over streams ``[B, T + 1, in]`` (tasks, then shared) -> ``[B, T (+1), H]``."""
 
     def __init__(self, in_features: int, num_tasks: int, specific: int, shared: int, hidden: tuple[int, ...],
-                 shared_output: bool, dropout: float = 0.0) -> None:
+                 shared_output: bool, dropout: float = 0.0, batchnorm: bool = False) -> None:
         super().__init__()
         total = num_tasks * specific + shared
-        self.task_experts = nn.ModuleList(ExpertGroup(in_features, specific, hidden, dropout) for _ in range(num_tasks))
-        self.shared_experts = ExpertGroup(in_features, shared, hidden, dropout)
+        self.task_experts = nn.ModuleList(ExpertGroup(in_features, specific, hidden, dropout, batchnorm) for _ in range(num_tasks))
+        self.shared_experts = ExpertGroup(in_features, shared, hidden, dropout, batchnorm)
         self.task_gates = nn.ModuleList(SoftmaxGate(in_features, total) for _ in range(num_tasks))
         self.native_weights = nn.Parameter(torch.full((num_tasks, specific), 1.0 / specific))
         self.shared_gate = SoftmaxGate(in_features, total) if shared_output else None

@@ -23,12 +23,12 @@ class MultiLevelMMoE(nn.Module):
     """
 
     def __init__(self, input_dim: int, num_tasks: int, num_levels: int, num_experts: int, expert_hidden: tuple[int, ...],
-                 tower_hidden: tuple[int, ...], dropout: float = 0.0) -> None:
+                 tower_hidden: tuple[int, ...], dropout: float = 0.0, expert_batchnorm: bool = False) -> None:
         super().__init__()
         width = expert_hidden[-1]
-        self.first_level = ExpertGroup(input_dim, num_experts, expert_hidden, dropout)
+        self.first_level = ExpertGroup(input_dim, num_experts, expert_hidden, dropout, expert_batchnorm)
         self.upper_levels = nn.ModuleList(
-            nn.ModuleList(MLP(width, expert_hidden, dropout) for _ in range(num_experts)) for _ in range(num_levels - 1)
+            nn.ModuleList(MLP(width, expert_hidden, dropout, expert_batchnorm) for _ in range(num_experts)) for _ in range(num_levels - 1)
         )
         self.upper_gates = nn.ModuleList(
             nn.ModuleList(SoftmaxGate(input_dim, num_experts) for _ in range(num_experts)) for _ in range(num_levels - 1)
@@ -46,16 +46,18 @@ class MultiLevelMMoE(nn.Module):
 
 @dataclass
 class MultiLevelMMoEConfig(ModelConfig):
-    """``model=ml_mmoe``: 2 levels (as PLE and AdaTT in paper 001) of 8 experts [256, 128], towers [128, 64]."""
+    """``model=ml_mmoe``: 2 levels (as PLE and AdaTT in paper 001) of 8 experts [256, 128], towers [128, 64]
+    (``expert_batchnorm``: a BatchNorm after every expert Linear, as ``model=mmoe_bn``)."""
 
     num_levels: int = 2
     num_experts: int = 8
     expert_hidden: list[int] = field(default_factory=lambda: [256, 128])
     tower_hidden: list[int] = field(default_factory=lambda: [128, 64])
     dropout: float = 0.0
+    expert_batchnorm: bool = False
 
 
 @register_model("ml_mmoe", MultiLevelMMoEConfig)
 def build_ml_mmoe(config: MultiLevelMMoEConfig, schema: Schema) -> MultiLevelMMoE:
     return MultiLevelMMoE(input_width(config, schema), len(schema.tasks), config.num_levels, config.num_experts,
-                          tuple(config.expert_hidden), tuple(config.tower_hidden), config.dropout)
+                          tuple(config.expert_hidden), tuple(config.tower_hidden), config.dropout, config.expert_batchnorm)

@@ -22,10 +22,10 @@ class ExtractionLayer(nn.Module):
     """
 
     def __init__(self, in_features: int, num_tasks: int, specific: int, shared: int, hidden: tuple[int, ...],
-                 shared_output: bool, dropout: float = 0.0) -> None:
+                 shared_output: bool, dropout: float = 0.0, batchnorm: bool = False) -> None:
         super().__init__()
-        self.task_experts = nn.ModuleList(ExpertGroup(in_features, specific, hidden, dropout) for _ in range(num_tasks))
-        self.shared_experts = ExpertGroup(in_features, shared, hidden, dropout)
+        self.task_experts = nn.ModuleList(ExpertGroup(in_features, specific, hidden, dropout, batchnorm) for _ in range(num_tasks))
+        self.shared_experts = ExpertGroup(in_features, shared, hidden, dropout, batchnorm)
         self.task_gates = nn.ModuleList(SoftmaxGate(in_features, specific + shared) for _ in range(num_tasks))
         self.shared_gate = SoftmaxGate(in_features, num_tasks * specific + shared) if shared_output else None
 
@@ -44,6 +44,7 @@ class PLEConfig(ModelConfig):
 
     Expert budget: paper 001 keeps MoE models at 8 experts; with 2 tasks we split it as 2 specific
     experts per task + 4 shared (``specific_experts``, ``shared_experts``), experts [256, 128].
+    ``expert_batchnorm``: a BatchNorm after every expert Linear (not in the papers; as ``model=mmoe_bn``).
     """
 
     num_levels: int = 2
@@ -52,6 +53,7 @@ class PLEConfig(ModelConfig):
     expert_hidden: list[int] = field(default_factory=lambda: [256, 128])
     tower_hidden: list[int] = field(default_factory=lambda: [128, 64])
     dropout: float = 0.0
+    expert_batchnorm: bool = False
 
 
 @dataclass
@@ -66,7 +68,8 @@ def build_levels(level_class: type[nn.Module], config: PLEConfig, schema: Schema
     width, tasks = config.expert_hidden[-1], len(schema.tasks)
     levels = [
         level_class(input_width(config, schema) if level == 0 else width, tasks, config.specific_experts,
-                    config.shared_experts, tuple(config.expert_hidden), level < config.num_levels - 1, config.dropout)
+                    config.shared_experts, tuple(config.expert_hidden), level < config.num_levels - 1, config.dropout,
+                    config.expert_batchnorm)
         for level in range(config.num_levels)
     ]
     return TaskStreamNetwork(levels, tasks, width, config.tower_hidden, config.dropout)

@@ -101,3 +101,26 @@ def test_adatt_fuses_every_tasks_experts_but_its_native_path_and_gate_stay_the_t
         assert [_reached(gate) for gate in last.task_gates] == [other == task for other in range(3)]
         native = last.native_weights.grad.abs().sum(dim=1)
         assert [bool(g > 0) for g in native] == [other == task for other in range(3)]
+
+
+def _expert_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Every expert MLP of a PLE / CGC / AdaTT / ML-MMoE model."""
+    groups = [m for m in model.modules() if isinstance(m, ExpertGroup)]
+    upper = [mlp for level in getattr(model, "upper_levels", []) for mlp in level]
+    return [expert for group in groups for expert in group.experts] + upper
+
+
+@pytest.mark.parametrize("name", ["ple", "cgc", "adatt", "ml_mmoe"])
+@pytest.mark.parametrize("expert_batchnorm", [False, True])
+def test_expert_batchnorm_reaches_every_expert_of_the_multi_level_baselines(name, expert_batchnorm):
+    """``model.expert_batchnorm`` (as ``model=mmoe_bn``): every expert layer is Linear -> BatchNorm -> ReLU;
+    towers and gates get none; off by default."""
+    entry = model_entry(name)
+    config = entry.config_class(name=name, expert_hidden=[8, 6], tower_hidden=[4], expert_batchnorm=expert_batchnorm)
+    model = entry.build(config, _schema(2))
+    experts = _expert_modules(model)
+    layer = [torch.nn.Linear, torch.nn.BatchNorm1d, torch.nn.ReLU] if expert_batchnorm else [torch.nn.Linear, torch.nn.ReLU]
+    assert experts and all([type(m) for m in expert] == layer * 2 for expert in experts)
+    in_experts = sum(isinstance(m, torch.nn.BatchNorm1d) for expert in experts for m in expert.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) == in_experts
+    assert entry.config_class(name=name).expert_batchnorm is False
