@@ -52,6 +52,12 @@ class MultiTaskModel(nn.Module):
         return self.dense_arch(embeddings, batch.dense_features)
 
 
+def per_row_losses(logits: torch.Tensor, labels: torch.Tensor, is_binary: torch.Tensor) -> torch.Tensor:
+    """Per-row, per-task loss ``[B, T]``: BCE with logits where ``is_binary`` ``[T]``, squared error elsewhere."""
+    bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    return torch.where(is_binary, bce, (logits - labels) ** 2)
+
+
 class MultiTaskTrain(nn.Module):
     """Wraps a model with the multi-task loss, in TorchRec's train-module shape.
 
@@ -73,9 +79,7 @@ class MultiTaskTrain(nn.Module):
 
     def task_losses(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-task mean loss ``[num_tasks]`` over the rows where ``mask`` is True."""
-        bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-        squared_error = (logits - labels) ** 2
-        per_row = torch.where(self.is_binary, bce, squared_error)  # [B, T]
+        per_row = per_row_losses(logits, labels, self.is_binary)  # [B, T]
         weight = mask.to(per_row.dtype).unsqueeze(1)
         return (per_row * weight).sum(0) / weight.sum().clamp(min=1.0)
 

@@ -28,12 +28,10 @@ from typing import Callable, Iterable, NamedTuple
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from torchrec_automtl.datasets.batch import Batch
-from torchrec_automtl.pipelines.precise_batchnorm import recompute_batchnorm_statistics
-from torchrec_automtl.pipelines.sharding import average_batchnorm_statistics
+from torchrec_automtl.modules.multitask import per_row_losses
 from torchrec_automtl.pipelines.trainer import Trainer
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -60,12 +58,6 @@ class PermutationScores(NamedTuple):
 def held_out_batch(multitask: nn.Module, batch: Batch) -> HeldOutBatch:
     """The dense arch's inputs for ``batch`` (on its device) under ``multitask`` (a ``MultiTaskModel``)."""
     return HeldOutBatch(multitask.pooled_embeddings(batch), batch.dense_features, batch.labels, batch.mask)
-
-
-def row_losses(logits: torch.Tensor, labels: torch.Tensor, is_binary: torch.Tensor) -> torch.Tensor:
-    """Per-row, per-task loss ``[B, T]``: BCE with logits for binary tasks, squared error otherwise."""
-    bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-    return torch.where(is_binary, bce, (logits - labels) ** 2)
 
 
 def _shuffled(batch: HeldOutBatch, feature: int, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,18 +88,18 @@ def permutation_z_scores(forward: Forward, batches: Iterable[HeldOutBatch], feat
 
     Every batch is scored once as it is and ``permutations`` times per feature with that feature
     shuffled (seeded permutations of the batch's real rows); a row's difference is the mean over
-    them, so more permutations take the shuffle's own noise out of the standard error. Under ``torch.distributed`` the sums are reduced
-    over the ranks, so every rank returns the same scores. A feature whose shuffling changes no
-    loss gets ``z = 0``.
+    them, so more permutations take the shuffle's own noise out of the standard error. Under
+    ``torch.distributed`` the sums are reduced over the ranks, so every rank returns the same
+    scores. A feature whose shuffling changes no loss gets ``z = 0``.
     """
     generator = torch.Generator().manual_seed(seed)
     sums = sums_of_squares = count = None
     for batch in batches:
-        base = row_losses(forward(batch.embeddings, batch.dense), batch.labels, is_binary)
+        base = per_row_losses(forward(batch.embeddings, batch.dense), batch.labels, is_binary)
         differences = []
         for feature in features:
             # exactly 0 where shuffling changes no output (padding rows stay in place, unread features)
-            differences.append(sum(row_losses(forward(*_shuffled(batch, feature, _real_row_permutation(batch.mask, generator))),
+            differences.append(sum(per_row_losses(forward(*_shuffled(batch, feature, _real_row_permutation(batch.mask, generator))),
                                               batch.labels, is_binary) - base for _ in range(permutations)) / permutations)
         d = torch.stack(differences).double()  # [F, B, T]; float64 sums: the differences are small
         batch_sums, batch_squares, batch_count = d.sum(1), (d * d).sum(1), batch.mask.sum().double()
@@ -132,8 +124,8 @@ def permutation_z_scores(forward: Forward, batches: Iterable[HeldOutBatch], feat
 def validation_z_scores(trainer: Trainer, supernet: nn.Module, features: list[int], seed: int, epoch: int,
                         permutations: int = 1, max_rows: int = 0) -> PermutationScores:
     """Each feature's best task ``z`` ``[len(features)]`` on ``trainer``'s validation split, for the
-    dense arch ``supernet`` of ``trainer.model``; its BatchNorm statistics are re-estimated first on
-    ``trainer.options.precise_batchnorm_batches`` training batches of ``epoch`` (as before a validation).
+    dense arch ``supernet`` of ``trainer.model``, with its BatchNorm statistics settled first as before
+    a validation (``Trainer.settle_batchnorm``).
 
     ``max_rows`` > 0 reads only the first validation batches of every rank's share, enough for that
     many rows in all (at least one batch per rank), so the test's cost stays bounded on large data.
@@ -141,9 +133,7 @@ def validation_z_scores(trainer: Trainer, supernet: nn.Module, features: list[in
     model, device = trainer.model, trainer.ctx.device
     reader = trainer.readers["valid"]
     batches_per_rank = len(reader) if max_rows <= 0 else min(len(reader), -(-max_rows // (reader.batch_size * trainer.ctx.world_size)))
-    if trainer.options.precise_batchnorm_batches:
-        recompute_batchnorm_statistics(model, itertools.islice(trainer.readers["train"].epoch(epoch), trainer.options.precise_batchnorm_batches), device)
-    average_batchnorm_statistics(model)
+    trainer.settle_batchnorm(epoch)
     multitask = model.module.model
     is_binary = torch.tensor([task.type == "binary" for task in trainer.tasks], device=device)
     model.eval()

@@ -164,11 +164,10 @@ class ArchitectureSearch(SupernetSearch):
     def _test_features(self, epoch: int) -> dict:
         """``search.feature_test``: the permutation test (``nas/feature_test.py``) of every feature the
         discretized supernet still reads, on the validation split; the features that fail are dropped everywhere."""
-        trainer, supernet = self.trainer, self.supernet
-        threshold = self.config.search.feature_test_z
+        trainer, supernet, search = self.trainer, self.supernet, self.config.search
+        threshold = search.feature_test_z
         features = supernet.feature_kept.any(dim=0).nonzero().flatten().tolist()
         started = time.perf_counter()
-        search = self.config.search
         scores = validation_z_scores(trainer, supernet, features, self.config.seed, epoch, search.feature_test_permutations,
                                      search.feature_test_rows)
         failed = [feature for feature, score in zip(features, scores.z.tolist()) if score <= threshold]

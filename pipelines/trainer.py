@@ -362,10 +362,17 @@ class Trainer:
         return stopping
 
     def _settle_batchnorm(self, epoch: int) -> None:
-        """Before an epoch's validation: BatchNorm statistics re-estimated on the epoch's first
-        ``precise_batchnorm_batches`` training batches (when validated), then averaged over the ranks."""
+        """After an epoch: its BatchNorm statistics settled when it is validated, else only averaged over the ranks."""
+        if self.validate_epochs:
+            self.settle_batchnorm(epoch)
+        else:
+            average_batchnorm_statistics(self.model)
+
+    def settle_batchnorm(self, epoch: int) -> None:
+        """BatchNorm statistics re-estimated on epoch ``epoch``'s first ``precise_batchnorm_batches``
+        training batches (0: the running averages kept), then averaged over the ranks."""
         batches = self.options.precise_batchnorm_batches
-        if self.validate_epochs and batches:
+        if batches:
             recompute_batchnorm_statistics(self.model, itertools.islice(self.readers["train"].epoch(epoch), batches), self.ctx.device)
         average_batchnorm_statistics(self.model)
 
